@@ -1,0 +1,15 @@
+"""Composition root of the assignment service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.runtime import ServiceDefinition
+
+from services.assignment.handlers import AssignmentHandlers
+
+DEFINITION = ServiceDefinition(
+    name="assignment",
+    migrations=Path(__file__).parent / "migrations",
+    routes=lambda deps: AssignmentHandlers(deps.redis).routes(),
+)

@@ -1,0 +1,15 @@
+"""Composition root of the consensus service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.runtime import ServiceDefinition
+
+from services.consensus.handlers import routes
+
+DEFINITION = ServiceDefinition(
+    name="consensus",
+    migrations=Path(__file__).parent / "migrations",
+    routes=lambda _deps: routes(),
+)

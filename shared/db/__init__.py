@@ -1,0 +1,1 @@
+"""PostgreSQL plumbing: pools bound to a service schema, and plain-SQL migrations."""

@@ -1,0 +1,70 @@
+"""Consensus decisions, escalations, skill estimates and the hospital-facing label."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from shared.events.base import InternalPayload
+
+
+class DecisionRecord(InternalPayload):
+    """Everything needed to explain and replay one consensus decision."""
+
+    outcome: Literal["reached", "needs_more", "contested"]
+    label: str | None
+    confidence: float
+    distribution: dict[str, float]
+    agreement: float
+    contributing_label_ids: tuple[UUID, ...]
+    method: str
+    method_version: str
+    parameters: dict[str, float | int | str | list[str]]
+    reliability_version: str = "none"
+
+
+class ConsensusReached(InternalPayload):
+    item_id: str
+    task_id: str
+    task_version: int
+    consensus_version: int = Field(ge=1)
+    decision: DecisionRecord
+    decided_at: datetime
+
+
+class AdjudicationRequested(InternalPayload):
+    item_id: str
+    task_id: str
+    task_version: int
+    reason: str
+    decision: DecisionRecord
+
+
+class AnnotatorSkillEstimated(InternalPayload):
+    annotator_id: str
+    task_id: str
+    labels: int
+    agreement_with_consensus: float
+
+
+class ConsensusPublished(InternalPayload):
+    """One published version of an item's consensus label, for hospital integrations."""
+
+    item_id: str
+    task_id: str
+    task_version: int
+    version: int = Field(ge=1)
+    supersedes_version: int | None = None
+    label: str | None
+    confidence: float
+    distribution: dict[str, float]
+    agreement: float
+    method: str
+    method_version: str
+    parameters: dict[str, float | int | str | list[str]]
+    contributing_label_ids: tuple[UUID, ...]
+    decided_at: datetime
+    provenance_sha256: str

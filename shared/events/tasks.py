@@ -1,0 +1,53 @@
+"""Task definitions: what a label for a task looks like and how consensus is decided."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from shared.events.base import InternalPayload
+
+LabelKind = Literal["categorical", "ordinal", "numeric"]
+Identifier = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/|\-]+$")
+
+
+class ConsensusPolicy(InternalPayload):
+    """How the consensus service decides an item of this task."""
+
+    method: str = "majority"
+    min_labels: int = Field(3, ge=1, le=50)
+    max_labels: int = Field(5, ge=1, le=50)
+    threshold: float = Field(0.5, gt=0.0, le=1.0)
+    critical_labels: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ConsensusPolicy:
+        if self.max_labels < self.min_labels:
+            raise ValueError("max_labels must be >= min_labels")
+        return self
+
+
+class TaskDefined(InternalPayload):
+    """A version of a task: label kind, allowed values, guideline and consensus policy."""
+
+    task_id: str = Identifier
+    version: int = Field(ge=1)
+    title: str = Field(max_length=500)
+    label_kind: LabelKind
+    classes: tuple[str, ...] = ()
+    ordinal_range: tuple[int, int] | None = None
+    numeric_range: tuple[float, float] | None = None
+    guideline_version: str = Field("1", max_length=100)
+    initial_overlap: int = Field(3, ge=1, le=50)
+    policy: ConsensusPolicy = ConsensusPolicy()
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> TaskDefined:
+        if self.label_kind == "categorical" and len(self.classes) < 2:
+            raise ValueError("a categorical task needs at least two classes")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be unique")
+        if self.label_kind == "ordinal" and self.ordinal_range is None:
+            raise ValueError("an ordinal task needs ordinal_range")
+        return self

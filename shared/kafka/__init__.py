@@ -1,0 +1,1 @@
+"""Kafka plumbing with the design's delivery semantics: inbox, outbox, relay, dead letters."""

@@ -1,0 +1,311 @@
+"""The consuming half of the delivery semantics.
+
+A batch of records is handled in one PostgreSQL transaction. Each record runs in its own
+savepoint: the inbox row `(consumer, event_id)` and the handler's effects and outbox rows
+commit together or not at all, so a redelivered event has no second effect. A record whose
+handler keeps failing is retried a bounded number of times with backoff, then recorded in
+`dead_letters` and sent to the dead-letter topic (through the outbox), and the partition
+keeps flowing. Offsets are committed only after the transaction committed; if the
+database is unreachable, or the service is shutting down, the batch is rewound instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from shared.envelope import DecodeError, Envelope, EventRegistry, EventSpec
+from shared.kafka.errors import is_infrastructure_error
+from shared.kafka.outbox import Emitter, Outbox
+from shared.kafka.records import Delivery
+from shared.logging import get_logger
+from shared.metrics import METRICS
+from shared.telemetry import extract_context, tracer
+from shared.topics import DEAD_LETTERS, Topic
+
+log = get_logger(__name__)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may touch: the transaction's connection and the outbox emitter."""
+
+    conn: asyncpg.Connection
+    emitter: Emitter
+    delivery: Delivery
+
+    @property
+    def now(self) -> datetime:
+        return self.emitter.now
+
+
+Handler = Callable[[HandlerContext, Envelope[Any]], Awaitable[None]]
+InvalidHandler = Callable[[HandlerContext, DecodeError], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """Events of type `event` on `topic` go to `handler`; anything else on the topic that
+    cannot be decoded as that event goes to `on_invalid`, or to dead letters."""
+
+    topic: Topic
+    event: EventSpec[Any]
+    handler: Handler
+    on_invalid: InvalidHandler | None = None
+
+
+class PoisonMessage(Exception):
+    """A record that can never be processed as it is (it goes straight to dead letters)."""
+
+
+@dataclass
+class ConsumerConfig:
+    name: str
+    group_id: str
+    topic_prefix: str = ""
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.2
+    max_event_bytes: int = 256 * 1024
+    batch_max_records: int = 500
+    batch_timeout_ms: int = 50
+    auto_offset_reset: str = "earliest"
+
+
+@dataclass
+class EventConsumer:
+    """Consumes the routes' topics as one consumer-group member with manual commits."""
+
+    config: ConsumerConfig
+    pool: asyncpg.Pool
+    registry: EventRegistry
+    routes: Sequence[Route]
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _by_topic: dict[str, Route] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._by_topic = {r.topic.qualified(self.config.topic_prefix): r for r in self.routes}
+
+    def register(self, broker: KafkaBroker) -> None:
+        """Attach a batch subscriber with manual acknowledgement to `broker`."""
+        subscriber = broker.subscriber(
+            *self._by_topic,
+            batch=True,
+            group_id=self.config.group_id,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset=self.config.auto_offset_reset,  # type: ignore[arg-type]
+            max_records=self.config.batch_max_records,
+            batch_timeout_ms=self.config.batch_timeout_ms,
+            max_partition_fetch_bytes=max(1024 * 1024, 2 * self.config.max_event_bytes),
+            title=f"{self.config.name}-consumer",
+        )
+        subscriber(self.on_batch)
+
+    async def on_batch(self, msg: KafkaMessage) -> None:
+        """Entry point for faststream: process, then commit offsets or rewind."""
+        raw = msg.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        deliveries = [Delivery.from_record(r) for r in records]
+        if await self.process(deliveries):
+            await msg.ack()
+        else:
+            await msg.nack()
+
+    async def process(self, deliveries: Sequence[Delivery]) -> bool:
+        """Handle a batch in one transaction; True when it committed and may be acked."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                started = time.perf_counter()
+                async with self.pool.acquire() as conn, conn.transaction():
+                    outcomes = [await self._process_one(conn, d) for d in deliveries]
+                for delivery, outcome in zip(deliveries, outcomes, strict=True):
+                    METRICS.events_in.labels(self.config.name, delivery.topic, outcome).inc()
+                METRICS.batch_seconds.labels(self.config.name).observe(
+                    time.perf_counter() - started
+                )
+                return True
+            except Exception as exc:
+                if not is_infrastructure_error(exc):
+                    raise
+                attempt += 1
+                delay = min(5.0, self.config.retry_backoff_s * 2 ** min(attempt, 6))
+                log.warning(
+                    "batch_rolled_back_infrastructure",
+                    consumer=self.config.name,
+                    error=repr(exc),
+                    retry_in_s=delay,
+                )
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except TimeoutError:
+                    pass
+        return False
+
+    async def _process_one(self, conn: asyncpg.Connection, delivery: Delivery) -> str:
+        route = self._by_topic[delivery.topic]
+        parent = extract_context(delivery.headers)
+        token = otel_context.attach(parent)
+        try:
+            with tracer("consilium.consumer").start_as_current_span(
+                f"{delivery.topic} process",
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": delivery.topic,
+                    "messaging.kafka.partition": delivery.partition,
+                    "messaging.kafka.offset": delivery.offset,
+                    "messaging.consumer.group.name": self.config.group_id,
+                },
+            ) as span:
+                outcome = await self._handle_with_retries(conn, route, delivery)
+                span.set_attribute("consilium.outcome", outcome)
+                return outcome
+        finally:
+            otel_context.detach(token)
+
+    async def _handle_with_retries(
+        self, conn: asyncpg.Connection, route: Route, delivery: Delivery
+    ) -> str:
+        envelope: Envelope[Any] | None = None
+        decode_error: DecodeError | None = None
+        if len(delivery.value) > self.config.max_event_bytes:
+            decode_error = DecodeError(
+                "oversized",
+                f"{len(delivery.value)} bytes exceeds the limit of {self.config.max_event_bytes}",
+            )
+        else:
+            try:
+                envelope = self.registry.decode(delivery.value, expect={route.event.event_type})
+            except DecodeError as exc:
+                decode_error = exc
+        # An unreadable record has no trustworthy event id: its position identifies it.
+        event_id = envelope.event_id if envelope else delivery.position_id
+
+        last_error: BaseException | None = None
+        attempts = 0
+        for attempts in range(1, self.config.max_attempts + 1):
+            outbox = Outbox(conn, self.config.topic_prefix)
+            ctx = HandlerContext(
+                conn, Emitter(self.config.name, outbox, self.clock(), envelope), delivery
+            )
+            try:
+                async with conn.transaction():
+                    if not await self._claim(conn, event_id, delivery, "processed"):
+                        return "duplicate"
+                    if envelope is not None:
+                        await route.handler(ctx, envelope)
+                    elif route.on_invalid is not None and decode_error is not None:
+                        await route.on_invalid(ctx, decode_error)
+                    else:
+                        raise PoisonMessage(f"{decode_error.code}: {decode_error.message}")  # type: ignore[union-attr]
+                    await outbox.flush()
+                return "processed" if envelope is not None else "rejected"
+            except Exception as exc:
+                outbox.discard()
+                if is_infrastructure_error(exc):
+                    raise
+                last_error = exc
+                if isinstance(exc, PoisonMessage):
+                    break
+                log.warning(
+                    "handler_failed",
+                    consumer=self.config.name,
+                    topic=delivery.topic,
+                    partition=delivery.partition,
+                    offset=delivery.offset,
+                    attempt=attempts,
+                    error=repr(exc),
+                )
+                if attempts < self.config.max_attempts:
+                    await asyncio.sleep(self.config.retry_backoff_s * 2 ** (attempts - 1))
+        assert last_error is not None
+        await self._dead_letter(conn, delivery, event_id, last_error, attempts)
+        return "dead_lettered"
+
+    async def _claim(
+        self, conn: asyncpg.Connection, event_id: Any, delivery: Delivery, outcome: str
+    ) -> bool:
+        """Insert the inbox row; False when this consumer already had this event."""
+        inserted = await conn.fetchval(
+            """INSERT INTO inbox (consumer, event_id, topic, partition, "offset", outcome)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (consumer, event_id) DO NOTHING RETURNING true""",
+            self.config.name,
+            event_id,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            outcome,
+        )
+        return bool(inserted)
+
+    async def _dead_letter(
+        self,
+        conn: asyncpg.Connection,
+        delivery: Delivery,
+        event_id: Any,
+        error: BaseException,
+        attempts: int,
+    ) -> None:
+        original_headers = delivery.header_map()
+        message = str(error)[:2000]
+        async with conn.transaction():
+            await self._claim(conn, event_id, delivery, "dead_lettered")
+            await conn.execute(
+                """INSERT INTO dead_letters (consumer, topic, partition, "offset", event_id, key,
+                       value, headers, error_type, error, attempts)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   ON CONFLICT (consumer, topic, partition, "offset") DO NOTHING""",
+                self.config.name,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                event_id,
+                delivery.key,
+                delivery.value,
+                original_headers,
+                type(error).__name__,
+                message,
+                attempts,
+            )
+            outbox = Outbox(conn, self.config.topic_prefix)
+            outbox.add_raw(
+                DEAD_LETTERS,
+                delivery.key,
+                delivery.value,
+                {
+                    **original_headers,
+                    "dlq.consumer": self.config.name,
+                    "dlq.source.topic": delivery.topic,
+                    "dlq.source.partition": str(delivery.partition),
+                    "dlq.source.offset": str(delivery.offset),
+                    "dlq.error.type": type(error).__name__,
+                    "dlq.error.message": message,
+                    "dlq.attempts": str(attempts),
+                },
+            )
+            await outbox.flush()
+        METRICS.dead_lettered.labels(self.config.name, delivery.topic).inc()
+        log.error(
+            "dead_lettered",
+            consumer=self.config.name,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            error_type=type(error).__name__,
+            error=message,
+            attempts=attempts,
+        )
+

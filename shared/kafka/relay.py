@@ -1,0 +1,127 @@
+"""The outbox relay: publishes committed outbox rows in order, then marks them sent.
+
+One relay per service schema is active at a time (a PostgreSQL advisory lock), so rows are
+published in id order and per-key order holds. A crash between publishing and marking
+means those rows are published again: consumers' inboxes absorb the duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from shared.db.pool import connect
+from shared.kafka.errors import is_infrastructure_error
+from shared.logging import get_logger
+from shared.metrics import METRICS
+
+log = get_logger(__name__)
+_RELAY_LOCK = 0x52454C59  # "RELY"
+
+
+@dataclass
+class OutboxRelay:
+    service: str
+    schema: str
+    dsn: str
+    pool: asyncpg.Pool
+    broker: KafkaBroker
+    batch_size: int = 500
+    poll_s: float = 0.5
+    retention_s: float = 24 * 3600
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self) -> None:
+        """Relay until stopped; a NOTIFY from the outbox trigger wakes it immediately."""
+        listener: asyncpg.Connection | None = None
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await connect(self.dsn, self.schema)
+                    await listener.add_listener(f"{self.schema}_outbox", self._on_notify)
+                self._wake.clear()
+                published = await self.drain_once()
+                failures = 0
+                if published:
+                    continue
+                await self._sleep(self.poll_s)
+            except Exception as exc:
+                if not is_infrastructure_error(exc) and not _is_kafka_error(exc):
+                    log.exception("outbox_relay_failed", service=self.service)
+                failures += 1
+                if listener is not None:
+                    with contextlib.suppress(Exception):
+                        await listener.close()
+                    listener = None
+                await self._sleep(min(5.0, 0.2 * 2**failures))
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await listener.close()
+
+    async def drain_once(self) -> int:
+        """Publish one batch of unsent rows; returns how many were published."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _RELAY_LOCK, self.schema
+            ):
+                return 0
+            rows = await conn.fetch(
+                """SELECT id, topic, key, value, headers FROM outbox
+                   WHERE published_at IS NULL ORDER BY id LIMIT $1""",
+                self.batch_size,
+            )
+            if not rows:
+                METRICS.outbox_backlog.labels(self.service).set(0)
+                return 0
+            futures = [
+                await self.broker.publish(
+                    row["value"],
+                    row["topic"],
+                    key=row["key"],
+                    headers=row["headers"],
+                    no_confirm=True,
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows],
+            )
+            for row in rows:
+                METRICS.events_out.labels(self.service, row["topic"]).inc()
+            backlog = await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+            )
+            METRICS.outbox_backlog.labels(self.service).set(backlog)
+            return len(rows)
+
+    async def purge(self) -> int:
+        """Delete rows published longer ago than the retention (Kafka keeps the events)."""
+        result: str = await self.pool.execute(
+            "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
+            self.retention_s,
+        )
+        return int(result.split()[-1])
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.stopping.wait())]
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for task in waiters:
+            task.cancel()
+
+
+def _is_kafka_error(exc: BaseException) -> bool:
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, KafkaError)

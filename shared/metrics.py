@@ -1,0 +1,58 @@
+"""Prometheus metrics shared by every service (one registry per process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    events_in: Counter
+    events_out: Counter
+    dead_lettered: Counter
+    batch_seconds: Histogram
+    outbox_backlog: Gauge
+
+
+def _build() -> Metrics:
+    registry = CollectorRegistry(auto_describe=True)
+    return Metrics(
+        registry=registry,
+        events_in=Counter(
+            "consilium_events_in_total",
+            "Consumed events by outcome (processed, duplicate, rejected, dead_lettered).",
+            ["consumer", "topic", "outcome"],
+            registry=registry,
+        ),
+        events_out=Counter(
+            "consilium_events_out_total",
+            "Events published by the outbox relay.",
+            ["service", "topic"],
+            registry=registry,
+        ),
+        dead_lettered=Counter(
+            "consilium_dead_lettered_total",
+            "Records sent to the dead-letter topic after their retries.",
+            ["consumer", "topic"],
+            registry=registry,
+        ),
+        batch_seconds=Histogram(
+            "consilium_batch_seconds",
+            "Time to handle one consumed batch in its transaction.",
+            ["consumer"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        ),
+        outbox_backlog=Gauge(
+            "consilium_outbox_backlog",
+            "Outbox rows not yet published.",
+            ["service"],
+            registry=registry,
+        ),
+    )
+
+
+METRICS = _build()

@@ -1,0 +1,205 @@
+"""The process shell around a service: connections, consumer, relay, HTTP, shutdown.
+
+A service describes itself with a `ServiceDefinition`; `ServiceRuntime` wires it to the
+real infrastructure. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+import uvicorn
+from faststream.kafka import KafkaBroker
+
+from shared.db.migrate import migrate, pending
+from shared.db.pool import create_pool
+from shared.events import REGISTRY
+from shared.http import make_app
+from shared.kafka.broker import make_broker
+from shared.kafka.consumer import ConsumerConfig, EventConsumer, Route
+from shared.kafka.relay import OutboxRelay
+from shared.logging import configure_logging, get_logger
+from shared.settings import ServiceSettings, StackSettings
+from shared.telemetry import configure_tracing
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Dependencies:
+    """Live connections handed to a service's composition root."""
+
+    settings: ServiceSettings
+    stack: StackSettings
+    pool: asyncpg.Pool
+    redis: aioredis.Redis
+    broker: KafkaBroker
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What a service is: its schema's migrations, its routes, its background loops."""
+
+    name: str
+    migrations: Path
+    routes: Callable[[Dependencies], Sequence[Route]]
+    background: Callable[[Dependencies], Sequence[Callable[[asyncio.Event], Awaitable[None]]]] = (
+        lambda _deps: ()
+    )
+
+
+@dataclass
+class ServiceRuntime:
+    definition: ServiceDefinition
+    settings: ServiceSettings
+    stack: StackSettings
+    serve_http: bool = True
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    deps: Dependencies | None = None
+    consumer: EventConsumer | None = None
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _http: uvicorn.Server | None = None
+
+    @property
+    def schema(self) -> str:
+        return self.definition.name
+
+    async def start(self) -> None:
+        """Migrate, connect, subscribe and start the relay; returns once consuming."""
+        applied = await migrate(self.settings.database_url, self.schema, self.definition.migrations)
+        if applied:
+            log.info("migrations_applied", versions=applied)
+        pool = await create_pool(
+            self.settings.database_url, self.schema, max_size=self.settings.db_pool_max
+        )
+        redis = aioredis.from_url(self.stack.redis_url)
+        broker = make_broker(self.stack, client_id=f"consilium-{self.definition.name}")
+        self.deps = Dependencies(self.settings, self.stack, pool, redis, broker)
+        self.consumer = EventConsumer(
+            ConsumerConfig(
+                name=self.definition.name,
+                group_id=self.settings.consumer_group,
+                topic_prefix=self.stack.topic_prefix,
+                max_attempts=self.settings.max_attempts,
+                retry_backoff_s=self.settings.retry_backoff_s,
+                max_event_bytes=self.settings.max_event_bytes,
+                batch_max_records=self.settings.batch_max_records,
+                batch_timeout_ms=self.settings.batch_timeout_ms,
+            ),
+            pool,
+            REGISTRY,
+            self.definition.routes(self.deps),
+            stopping=self.stopping,
+        )
+        self.consumer.register(broker)
+        await broker.start()
+        relay = OutboxRelay(
+            self.definition.name,
+            self.schema,
+            self.settings.database_url,
+            pool,
+            broker,
+            batch_size=self.settings.outbox_batch,
+            poll_s=self.settings.outbox_poll_s,
+            stopping=self.stopping,
+        )
+        self._tasks.append(asyncio.create_task(relay.run(), name=f"{self.schema}-relay"))
+        for loop in self.definition.background(self.deps):
+            self._tasks.append(asyncio.create_task(loop(self.stopping)))
+        if self.serve_http:
+            config = uvicorn.Config(
+                make_app(self.definition.name, self.readiness),
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                log_level="warning",
+                lifespan="on",
+            )
+            self._http = uvicorn.Server(config)
+            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
+        log.info("service_started", service=self.definition.name)
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight batches finish or are rewound), then the relay, then I/O."""
+        self.stopping.set()
+        if self.deps is None:
+            return
+        await self.deps.broker.stop()
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
+        await self.deps.redis.aclose()
+        await self.deps.pool.close()
+        log.info("service_stopped", service=self.definition.name)
+
+    async def readiness(self) -> dict[str, str]:
+        """Every dependency the service needs to make progress, with a reason when not ok."""
+        deps = self.deps
+        if deps is None:
+            return {"service": "starting"}
+        checks: dict[str, str] = {}
+        checks["postgres"] = await _check(lambda: deps.pool.fetchval("SELECT 1"))
+        checks["redis"] = await _check(lambda: deps.redis.ping())
+        checks["kafka"] = await _check(_kafka_ping(deps.broker))
+        try:
+            todo = await pending(deps.pool, self.definition.migrations)
+            checks["migrations"] = "ok" if not todo else f"pending: {', '.join(todo)}"
+        except Exception as exc:
+            checks["migrations"] = f"error: {exc!r}"
+        checks["consumer"] = "ok" if self._assigned() else "no partitions assigned"
+        return checks
+
+    def _assigned(self) -> bool:
+        broker = self.deps.broker if self.deps else None
+        if broker is None:
+            return False
+        for subscriber in broker.subscribers:
+            consumer = getattr(subscriber, "consumer", None)
+            if consumer is not None and consumer.assignment():
+                return True
+        return False
+
+    async def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        log.info("service_stopping", service=self.definition.name)
+        await self.stop()
+
+
+def _kafka_ping(broker: KafkaBroker) -> Callable[[], Awaitable[Any]]:
+    async def ping() -> Any:
+        if not await broker.ping(timeout=2.0):
+            raise ConnectionError("broker did not answer")
+        return True
+
+    return ping
+
+
+async def _check(probe: Callable[[], Awaitable[Any]]) -> str:
+    try:
+        await asyncio.wait_for(probe(), timeout=3.0)
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}: {exc}"[:300]
+
+
+def run_service(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    """The `consilium serve` entry point for one service."""
+    stack = StackSettings()
+    configure_logging(definition.name, stack.log_level, stack.log_format)
+    configure_tracing(definition.name, stack.otel_exporter, stack.otel_endpoint)
+    asyncio.run(ServiceRuntime(definition, settings, stack).serve_forever())

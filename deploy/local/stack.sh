@@ -59,6 +59,14 @@ step() {
     printf '  %-22s %7s\n' "$name" "$(fmt_secs $(($(now_us) - t0)))"
 }
 
+# True while PID is a live process; a zombie (exited, not yet reaped by init) counts as dead.
+proc_alive() {
+    local stat
+    { stat="$(<"/proc/$1/stat")"; } 2>/dev/null || return 1
+    stat="${stat##*) }"
+    [[ ${stat:0:1} != [ZX] ]]
+}
+
 # True when something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp, no tools).
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -202,24 +210,28 @@ kafka_format() {
         || { show_tail "$LOGS/kafka-format.log"; die "formatting $KAFKA_DATA failed"; }
 }
 
+# True when PID is a JVM running kafka.Kafka with this stack's config file.
+is_our_kafka() {
+    [[ $1 =~ ^[0-9]+$ ]] && proc_alive "$1" \
+        && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF "kafka.Kafka $KAFKA_CONFIG"
+}
+
 # Print the pid of our broker if it runs. The pid file is checked against the process's
 # command line (a stale pid may belong to something else by now); without a pid file,
-# look for a kafka.Kafka process started with our own config file.
+# look for the broker started with our config file (e.g. the pid file was deleted).
 kafka_pid() {
     local pid="" p
-    if [[ -f $RUN/kafka.pid ]]; then
-        pid="$(<"$RUN/kafka.pid")"
-        if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka'; then
-            printf '%s\n' "$pid"
-            return 0
-        fi
+    [[ -f $RUN/kafka.pid ]] && pid="$(<"$RUN/kafka.pid")"
+    if is_our_kafka "$pid"; then
+        printf '%s\n' "$pid"
+        return 0
     fi
     for p in /proc/[0-9]*; do
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $KAFKA_CONFIG"; then
+        if is_our_kafka "${p#/proc/}"; then
             printf '%s\n' "${p#/proc/}"
             return 0
         fi
-    done 2>/dev/null
+    done
     return 1
 }
 
@@ -339,10 +351,10 @@ kafka_stop() {
     kill -TERM "$pid" 2>/dev/null || true
     # A single-node controlled shutdown takes a few seconds; don't hang forever.
     for ((i = 0; i < KAFKA_STOP_TIMEOUT * 5; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+        proc_alive "$pid" || break
         sleep 0.2
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if proc_alive "$pid"; then
         warn "Kafka (pid $pid) did not stop within ${KAFKA_STOP_TIMEOUT}s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.5
@@ -402,15 +414,16 @@ pg_password() {
 # every role can log in over TCP with its password, the way the services do.
 postgres_provision() {
     local tmp svc sp
-    local -a vars=()
+    local -a envs=()
+    # init.sql reads the passwords with \getenv (the same way inside the postgres image).
     for svc in "${SERVICES[@]}" admin; do
-        vars+=(-v "pw_$svc=$(pg_password "$svc")")
+        envs+=("CONSILIUM_PG_PASSWORD_${svc^^}=$(pg_password "$svc")")
     done
     # The postgres user may not be able to read the repository (e.g. under /root): copy.
     tmp="$(mktemp -d)"
     cp "$DEPLOY/postgres/init.sql" "$DEPLOY/postgres/schemas.psql" "$tmp/"
     chmod 755 "$tmp" && chmod 644 "$tmp"/*
-    if ! (cd "$tmp" && as_postgres psql -X -q -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 "${vars[@]}" \
+    if ! (cd "$tmp" && as_postgres env "${envs[@]}" psql -X -q -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 \
         -f "$tmp/init.sql" >"$LOGS/postgres-init.log" 2>&1); then
         rm -rf "$tmp"
         show_tail "$LOGS/postgres-init.log"
@@ -615,4 +628,5 @@ main() {
     esac
 }
 
-main "$@"
+# Sourcing (for tests of single functions) defines everything without running a command.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -5,29 +5,35 @@
 --   * docker-compose.yml     (this folder is mounted as /docker-entrypoint-initdb.d).
 -- Idempotent: every statement can run again on an already provisioned server.
 --
--- Passwords come from psql variables pw_assignment, pw_submission, pw_consensus,
--- pw_export and pw_admin (psql -v pw_export=...); each defaults to the role name.
--- Those defaults are for development only.
+-- Passwords come from the environment of psql: CONSILIUM_PG_PASSWORD_ASSIGNMENT,
+-- _SUBMISSION, _CONSENSUS, _EXPORT and _ADMIN (stack.sh passes them through; in compose
+-- they are set on the postgres container). Each defaults to the role's name, for
+-- development only. \getenv needs psql 15 or newer.
 
 \set ON_ERROR_STOP on
 SET client_min_messages = warning;
 
+\getenv pw_assignment CONSILIUM_PG_PASSWORD_ASSIGNMENT
 \if :{?pw_assignment}
 \else
   \set pw_assignment consilium_assignment
 \endif
+\getenv pw_submission CONSILIUM_PG_PASSWORD_SUBMISSION
 \if :{?pw_submission}
 \else
   \set pw_submission consilium_submission
 \endif
+\getenv pw_consensus CONSILIUM_PG_PASSWORD_CONSENSUS
 \if :{?pw_consensus}
 \else
   \set pw_consensus consilium_consensus
 \endif
+\getenv pw_export CONSILIUM_PG_PASSWORD_EXPORT
 \if :{?pw_export}
 \else
   \set pw_export consilium_export
 \endif
+\getenv pw_admin CONSILIUM_PG_PASSWORD_ADMIN
 \if :{?pw_admin}
 \else
   \set pw_admin consilium_admin

@@ -1,0 +1,129 @@
+"""`consilium`: serve services, migrate, export schemas, manage topics, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.settings import SERVICES, StackSettings, service_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+console = Console()
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help=f"one of {', '.join(SERVICES)}")]) -> None:
+    """Run one service until SIGTERM/SIGINT (migrates its schema first)."""
+    from services.cli.registry import definition
+    from shared.runtime import run_service
+
+    run_service(definition(service), service_settings(service))
+
+
+@app.command()
+def migrate(
+    services: Annotated[list[str] | None, typer.Argument(help="default: all four")] = None,
+) -> None:
+    """Apply pending migrations to each service's schema."""
+    from services.cli.registry import definition
+    from shared.db.migrate import migrate as apply
+
+    async def run() -> None:
+        for name in services or SERVICES:
+            spec = definition(name)
+            applied = await apply(service_settings(name).database_url, spec.name, spec.migrations)
+            console.print(f"{name}: {'applied ' + ', '.join(applied) if applied else 'up to date'}")
+
+    asyncio.run(run())
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="folder to write into")] = Path("schemas"),
+) -> None:
+    """Write one JSON Schema per topic, generated from the event models."""
+    from services.cli.schemas import write_schemas
+
+    for path in write_schemas(out):
+        console.print(str(path))
+
+
+@app.command()
+def topics(
+    ensure: Annotated[bool, typer.Option(help="create the missing topics")] = False,
+) -> None:
+    """List the topics (name, partitions, key); with --ensure, create missing ones."""
+    from shared.kafka.admin import ensure_topics
+    from shared.topics import ALL_TOPICS
+
+    stack = StackSettings()
+    table = Table("topic", "partitions", "key", "description")
+    for topic in ALL_TOPICS:
+        table.add_row(topic.qualified(stack.topic_prefix), str(topic.partitions), topic.key, topic.description)
+    console.print(table)
+    if ensure:
+        created = asyncio.run(ensure_topics(stack.kafka_bootstrap, stack.topic_prefix))
+        console.print(f"created: {', '.join(created) if created else 'none'}")
+
+
+@app.command("annotators")
+def annotators(
+    task: Annotated[str, typer.Option(help="task id the annotators are qualified for")],
+    ids: Annotated[list[str], typer.Argument(help="pseudonymous annotator ids")],
+    role: Annotated[str, typer.Option(help="reader or adjudicator")] = "reader",
+) -> None:
+    """Register annotators (pseudonymous ids) as qualified for a task."""
+    from services.assignment.admin import register_annotators
+
+    asyncio.run(register_annotators(service_settings("assignment").database_url, task, ids, role))
+    console.print(f"registered {len(ids)} {role}(s) for {task}")
+
+
+@app.command("define-task")
+def define_task(
+    file: Annotated[Path, typer.Argument(help="JSON task definition (see docs/TASKS.md)")],
+) -> None:
+    """Publish a task definition (a new version of a task) on tasks.defined.v1."""
+    from services.cli.publish import publish_task
+    from shared.events import TaskDefined
+
+    task = TaskDefined.model_validate(json.loads(file.read_text()))
+    asyncio.run(publish_task(StackSettings(), task))
+    console.print(f"published {task.task_id} v{task.version}")
+
+
+@app.command()
+def demo(
+    dataset: Annotated[Path, typer.Option(help="folder with answers.csv and truth.csv")] = (
+        REPO_ROOT.parent / "shared" / "datasets" / "chexpert_test_multireader"
+    ),
+    studies: Annotated[int | None, typer.Option(help="replay only the first N studies")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the label replay order")] = 7,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for consensus")] = 600.0,
+    start_services: Annotated[bool, typer.Option(help="start services that are not running")] = True,
+) -> None:
+    """Replay a real multi-reader dataset through the running services and score it."""
+    from services.cli.demo import run_demo
+
+    result = asyncio.run(
+        run_demo(dataset, studies=studies, seed=seed, timeout=timeout, start_services=start_services)
+    )
+    raise typer.Exit(0 if result.complete else 1)
+
+
+def _register_optional_commands() -> None:
+    try:
+        from services.consensus.evaluation.cli import eval_command
+    except ImportError:  # the evaluation harness needs the dev extras (crowd-kit)
+        return
+    app.command("eval")(eval_command)
+
+
+_register_optional_commands()

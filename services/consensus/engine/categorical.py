@@ -1,0 +1,141 @@
+"""Posteriors for binary, categorical and ordinal labels: one code path for one item or many.
+
+All three methods are the same computation with different vote terms: the log posterior
+of true class c for an item is  log prior(c) + sum over votes v of w_v * term_v(c),
+where w_v = 1/m for a split repeat (see votes.py), followed by a softmax.
+
+* mv: term(c) = log(p0 (K-1) / (1 - p0)) * [c == l]: plain majority vote, whose margins
+  become a posterior under a symmetric annotator of accuracy p0 ("mv_accuracy"). Uniform
+  prior. Ordinal scales may give a vote one step away a fraction of credit.
+* weighted: the same with an annotator-specific p_a, the posterior mean of a Beta prior
+  (prior_strength pseudo-labels at prior_accuracy) updated with the annotator's correct
+  and total mass (from gold items, and from consensus unless learn_from_consensus is off).
+  The log-odds weight is the optimal weight for independent voters (Nitzan & Paroush
+  1982); with consensus-learned skill it is the one-coin model (crowd-kit OneCoinDS).
+* ds: term(c) = log theta_a[c, l], the annotator's confusion matrix (Dawid & Skene 1979),
+  the posterior mean of a Dirichlet prior per row plus the annotator's soft counts;
+  class prior from the class counts with a Dirichlet(class_prior) prior.
+
+Summation runs in the canonical vote order through np.add.at (sequential), so an item's
+scores are bit-identical whether it is scored alone (incremental) or in a batch.
+Ties go to the first class in policy order (np.argmax on the integer units).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from services.consensus.engine.fixedpoint import SCALE, FloatArray, IntArray, quantize
+from services.consensus.engine.policy import ConsensusPolicy
+from services.consensus.engine.reliability import CLASS_KEY, ReliabilityView
+from services.consensus.engine.votes import Vote
+
+_P_MIN = 1e-6
+
+
+def confusion_counts(view: ReliabilityView, scope: str, annotator: str, k: int) -> IntArray:
+    """Annotator's K x K soft confusion counts (rows: consensus class, columns: label)."""
+    counts = np.zeros((k, k), dtype=np.int64)
+    for column in range(k):
+        units = view.entry((scope, annotator, column))
+        if units is not None:
+            counts[:, column] = units
+    return counts
+
+
+def class_counts(view: ReliabilityView, scope: str, k: int) -> IntArray:
+    units = view.entry((scope, CLASS_KEY, 0))
+    return np.zeros(k, dtype=np.int64) if units is None else units.copy()
+
+
+def _credit(policy: ConsensusPolicy, k: int) -> FloatArray:
+    credit = np.eye(k)
+    near = policy.float_param("ordinal_near_credit")
+    if policy.kind == "ordinal" and near > 0.0:
+        idx = np.arange(k)
+        credit[np.abs(idx[:, None] - idx[None, :]) == 1] = near
+    return credit
+
+
+def dirichlet_prior(policy: ConsensusPolicy, k: int) -> FloatArray:
+    """Per-row Dirichlet pseudo-counts: strength * (p0 on the diagonal, rest spread)."""
+    strength = policy.float_param("prior_strength")
+    p0 = policy.float_param("prior_accuracy")
+    prior = np.full((k, k), strength * (1.0 - p0) / (k - 1))
+    np.fill_diagonal(prior, strength * p0)
+    return prior
+
+
+def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
+    """Posterior-mean accuracy p_a from (..., K, K) counts with the Beta prior."""
+    strength = policy.float_param("prior_strength")
+    p0 = policy.float_param("prior_accuracy")
+    correct = np.trace(counts, axis1=-2, axis2=-1) / SCALE
+    total = counts.sum(axis=(-2, -1)) / SCALE
+    p = (correct + strength * p0) / (total + strength)
+    return np.clip(p, _P_MIN, 1.0 - _P_MIN)
+
+
+def log_confusion(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
+    """log theta from (..., K, K) counts: Dirichlet posterior mean per row."""
+    smoothed = counts / SCALE + dirichlet_prior(policy, counts.shape[-1])
+    return np.log(smoothed / smoothed.sum(axis=-1, keepdims=True))
+
+
+def vote_terms(
+    policy: ConsensusPolicy, counts: IntArray, columns: IntArray, multiplicity: IntArray
+) -> FloatArray:
+    """(n, K) additive log-score terms of n votes, given each voter's (n, K, K) counts."""
+    k = counts.shape[-1]
+    weight = 1.0 / multiplicity.astype(np.float64)
+    if policy.method == "ds":
+        theta = log_confusion(policy, counts)
+        return theta[np.arange(len(columns)), :, columns] * weight[:, None]
+    credit = _credit(policy, k)[:, columns].T
+    if policy.method == "mv":
+        p0 = policy.float_param("mv_accuracy")
+        vote_weight = np.full(len(columns), np.log(p0 * (k - 1) / (1.0 - p0)))
+    else:
+        p = one_coin_accuracy(policy, counts)
+        vote_weight = np.log(p * (k - 1) / (1.0 - p))
+    return credit * (vote_weight * weight)[:, None]
+
+
+def log_prior(policy: ConsensusPolicy, units: IntArray) -> FloatArray:
+    """Class log prior: uniform for mv/weighted, Dirichlet posterior mean for ds."""
+    k = units.shape[-1]
+    if policy.method != "ds":
+        return np.zeros(k)
+    smoothed = units / SCALE + policy.float_param("class_prior")
+    return np.log(smoothed / smoothed.sum())
+
+
+def softmax_rows(scores: FloatArray) -> FloatArray:
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    expd = np.exp(shifted)
+    return expd / expd.sum(axis=1, keepdims=True)
+
+
+def posterior_units(
+    policy: ConsensusPolicy,
+    scope: str,
+    items: Sequence[Sequence[Vote]],
+    view: ReliabilityView,
+    k: int,
+) -> IntArray:
+    """(N, K) quantized posteriors of N items. The single code path for step and batch."""
+    flat = [(i, vote) for i, votes in enumerate(items) for vote in votes]
+    scores = np.tile(log_prior(policy, class_counts(view, scope, k)), (len(items), 1))
+    if flat:
+        cache: dict[str, IntArray] = {}
+        for _, vote in flat:
+            if vote.annotator not in cache:
+                cache[vote.annotator] = confusion_counts(view, scope, vote.annotator, k)
+        counts = np.stack([cache[vote.annotator] for _, vote in flat])
+        columns = np.fromiter((v.column for _, v in flat), dtype=np.int64, count=len(flat))
+        mult = np.fromiter((v.multiplicity for _, v in flat), dtype=np.int64, count=len(flat))
+        rows = np.fromiter((i for i, _ in flat), dtype=np.int64, count=len(flat))
+        np.add.at(scores, rows, vote_terms(policy, counts, columns, mult))
+    return quantize(softmax_rows(scores))

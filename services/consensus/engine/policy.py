@@ -1,0 +1,171 @@
+"""Consensus policy: which method decides an item, and when it is reached or escalated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from services.consensus.engine.canonical import digest
+
+Kind = Literal["binary", "categorical", "ordinal", "multilabel", "numeric", "box"]
+Method = Literal["mv", "weighted", "ds", "median", "robust", "wbf"]
+ParamValue = float | int | str | bool
+
+CATEGORICAL_KINDS: frozenset[str] = frozenset({"binary", "categorical", "ordinal"})
+METHODS_BY_KIND: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "binary": frozenset({"mv", "weighted", "ds"}),
+        "categorical": frozenset({"mv", "weighted", "ds"}),
+        "ordinal": frozenset({"mv", "weighted", "ds"}),
+        "multilabel": frozenset({"mv", "weighted", "ds"}),
+        "numeric": frozenset({"median", "robust"}),
+        "box": frozenset({"wbf"}),
+    }
+)
+
+DEFAULT_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
+    {
+        # Symmetric accuracy assumed by majority vote to turn vote margins into a posterior.
+        "mv_accuracy": 0.75,
+        # Dirichlet prior on each confusion-matrix row: `prior_strength` pseudo-labels with
+        # accuracy `prior_accuracy`, errors spread evenly. An annotator with few labels
+        # is trusted like this prior, not like the few labels.
+        "prior_accuracy": 0.7,
+        "prior_strength": 4.0,
+        # Dirichlet pseudo-count per class for the class prior.
+        "class_prior": 1.0,
+        # Whether consensus posteriors (not only gold items) teach annotator reliability.
+        "learn_from_consensus": True,
+        # Same annotator, several annotations on one item: "split" gives each 1/m of one
+        # vote; "latest" keeps only the annotation with the greatest label_id.
+        "repeat_rule": "split",
+        # Ordinal: credit a vote one step away with this fraction of a vote (0 = nominal).
+        "ordinal_near_credit": 0.0,
+        # Numeric: tolerance within which the consensus must lie with `threshold` confidence.
+        "numeric_tolerance": 1.0,
+        # Numeric/box prior pseudo-observations for per-annotator bias.
+        "bias_prior_strength": 3.0,
+        # Boxes: IoU above which two boxes are the same finding.
+        "iou_match": 0.5,
+    }
+)
+
+
+@dataclass(frozen=True)
+class CriticalRule:
+    """Escalate an item when a reader reports a critical finding.
+
+    mode "any": any single label with one of `values` makes the item contested at once
+    (e.g. "any reader says pneumothorax"). mode "dissent": contested only when some
+    reader reports a critical value and the consensus is not that value.
+    """
+
+    values: tuple[str, ...]
+    mode: Literal["any", "dissent"] = "any"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"values": list(self.values), "mode": self.mode}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CriticalRule:
+        mode = data.get("mode", "any")
+        if mode not in ("any", "dissent"):
+            raise ValueError(f"unknown critical rule mode {mode!r}")
+        return cls(values=tuple(str(v) for v in data["values"]), mode=mode)
+
+
+@dataclass(frozen=True)
+class ConsensusPolicy:
+    """How one task's items are decided. Frozen; `params` is completed with defaults.
+
+    classes: the label values in order (categorical/binary), the scale from lowest to
+    highest (ordinal), or the finding names (multilabel). Ties between equally likely
+    classes go to the class listed first.
+    """
+
+    method: Method
+    kind: Kind
+    classes: tuple[str, ...] = ()
+    min_labels: int = 3
+    max_labels: int = 5
+    threshold: float = 0.95
+    critical: CriticalRule | None = None
+    max_spread: int | None = None
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS_BY_KIND.get(self.kind, frozenset()):
+            raise ValueError(f"method {self.method!r} does not apply to kind {self.kind!r}")
+        if self.kind in CATEGORICAL_KINDS or self.kind == "multilabel":
+            if len(self.classes) < (1 if self.kind == "multilabel" else 2):
+                raise ValueError("a categorical policy needs at least two classes")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("classes must be unique")
+        if self.kind == "binary" and len(self.classes) != 2:
+            raise ValueError("a binary policy has exactly two classes")
+        if not 1 <= self.min_labels <= self.max_labels:
+            raise ValueError("need 1 <= min_labels <= max_labels")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError("threshold must be in (0, 1]")
+        unknown = set(self.params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise ValueError(f"unknown params: {sorted(unknown)}")
+        merged = {**DEFAULT_PARAMS, **self.params}
+        if merged["repeat_rule"] not in ("split", "latest"):
+            raise ValueError("repeat_rule is 'split' or 'latest'")
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        object.__setattr__(self, "params", MappingProxyType(dict(sorted(merged.items()))))
+
+    def param(self, name: str) -> ParamValue:
+        """One method parameter (defaults already merged)."""
+        return self.params[name]
+
+    def float_param(self, name: str) -> float:
+        return float(self.params[name])
+
+    @property
+    def n_classes(self) -> int:
+        return 2 if self.kind == "multilabel" else len(self.classes)
+
+    def class_index(self, value: str) -> int:
+        """Position of a label value in `classes`; ValueError for an unknown value."""
+        try:
+            return self.classes.index(str(value))
+        except ValueError:
+            raise ValueError(f"label value {value!r} is not one of {self.classes}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, complete: replaying with this dict gives the same decisions."""
+        return {
+            "method": self.method,
+            "kind": self.kind,
+            "classes": list(self.classes),
+            "min_labels": self.min_labels,
+            "max_labels": self.max_labels,
+            "threshold": self.threshold,
+            "critical": None if self.critical is None else self.critical.to_dict(),
+            "max_spread": self.max_spread,
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConsensusPolicy:
+        critical = data.get("critical")
+        return cls(
+            method=data["method"],
+            kind=data["kind"],
+            classes=tuple(data.get("classes", ())),
+            min_labels=int(data.get("min_labels", 3)),
+            max_labels=int(data.get("max_labels", 5)),
+            threshold=float(data.get("threshold", 0.95)),
+            critical=None if critical is None else CriticalRule.from_dict(critical),
+            max_spread=data.get("max_spread"),
+            params=dict(data.get("params", {})),
+        )
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the canonical policy JSON."""
+        return digest(self.to_dict())

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,7 +64,7 @@ class EventSpec(Generic[P]):
     @property
     def envelope(self) -> type[Envelope[P]]:
         base = IngressEnvelope if self.ingress else Envelope
-        return base[self.payload]  # type: ignore[index, no-any-return]
+        return cast("type[Envelope[P]]", base[self.payload])
 
     def wrap(
         self,
@@ -151,7 +151,11 @@ class EventRegistry:
             )
         payload = data.get("payload")
         if version < spec.version and isinstance(payload, dict):
-            data = {**data, "payload": spec.upcast(version, payload), "schema_version": spec.version}
+            data = {
+                **data,
+                "payload": spec.upcast(version, payload),
+                "schema_version": spec.version,
+            }
         try:
             return spec.envelope.model_validate(data)
         except ValidationError as exc:

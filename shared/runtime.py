@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,9 @@ class ServiceDefinition:
     name: str
     migrations: Path
     routes: Callable[[Dependencies], Sequence[Route]]
-    background: Callable[[Dependencies], Sequence[Callable[[asyncio.Event], Awaitable[None]]]] = (
-        lambda _deps: ()
-    )
+    background: Callable[
+        [Dependencies], Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]
+    ] = lambda _deps: ()
 
 
 @dataclass
@@ -122,8 +122,7 @@ class ServiceRuntime:
                 log_level="warning",
                 lifespan="on",
             )
-            self._http = uvicorn.Server(config)
-            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._http = _QuietServer(config)
             self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         log.info("service_started", service=self.definition.name)
 
@@ -149,7 +148,7 @@ class ServiceRuntime:
             return {"service": "starting"}
         checks: dict[str, str] = {}
         checks["postgres"] = await _check(lambda: deps.pool.fetchval("SELECT 1"))
-        checks["redis"] = await _check(lambda: deps.redis.ping())
+        checks["redis"] = await _check(_redis_ping(deps.redis))
         checks["kafka"] = await _check(_kafka_ping(deps.broker))
         try:
             todo = await pending(deps.pool, self.definition.migrations)
@@ -178,6 +177,21 @@ class ServiceRuntime:
         await self.stopping.wait()
         log.info("service_stopping", service=self.definition.name)
         await self.stop()
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own SIGTERM/SIGINT handling: the runtime owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _redis_ping(client: aioredis.Redis) -> Callable[[], Awaitable[Any]]:
+    async def ping() -> Any:
+        return await client.ping()  # type: ignore[misc]  # redis types ping as sync-or-async
+
+    return ping
 
 
 def _kafka_ping(broker: KafkaBroker) -> Callable[[], Awaitable[Any]]:

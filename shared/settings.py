@@ -4,7 +4,7 @@ prefix per service, e.g. CONSILIUM_SUBMISSION_DATABASE_URL."""
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,9 +19,7 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONSILIUM_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
@@ -56,7 +54,7 @@ class ServiceSettings(BaseSettings):
     db_pool_max: int = Field(8, ge=1, le=100)
 
 
-def service_settings(name: str, **overrides: object) -> ServiceSettings:
+def service_settings(name: str, **overrides: Any) -> ServiceSettings:
     """One service's settings: explicit overrides, then CONSILIUM_<SERVICE>_* variables,
     then local-stack defaults."""
     return _settings_class(name)(**overrides)

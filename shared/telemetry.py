@@ -49,7 +49,9 @@ def inject_headers() -> dict[str, str]:
     return carrier
 
 
-def extract_context(headers: Iterable[tuple[str, bytes]] | Mapping[str, str]) -> otel_context.Context:
+def extract_context(
+    headers: Iterable[tuple[str, bytes]] | Mapping[str, str],
+) -> otel_context.Context:
     """A context whose parent is the span recorded in a message's headers."""
     if isinstance(headers, Mapping):
         carrier = dict(headers)

@@ -253,7 +253,7 @@ kafka_start() {
     setsid bash -c 'echo $$ >"$0"; shift; exec "$@"' "$RUN/kafka.pid" \
         nohup "$JAVA" "${heap[@]}" \
         -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true -XX:ErrorFile="$LOGS/hs_err_pid%p.log" \
         -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_CONFIG" \
         </dev/null >>"$LOGS/kafka.out" 2>&1 9>&- &

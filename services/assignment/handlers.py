@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import redis.asyncio as aioredis
 
+from services.assignment.routing import choose_annotators
 from shared.envelope import Envelope
 from shared.events import (
     ASSIGNMENT_ISSUED,
@@ -20,8 +21,6 @@ from shared.events import (
 )
 from shared.kafka.consumer import Handler, HandlerContext, Route
 from shared.topics import ASSIGNMENTS_ISSUED, ASSIGNMENTS_REQUESTED, ITEMS_REGISTERED, TASKS_DEFINED
-
-from services.assignment.routing import choose_annotators
 
 LEASE = timedelta(hours=24)
 
@@ -45,10 +44,16 @@ class AssignmentHandlers:
             task.task_id,
         )
         for row in waiting:
-            await self._issue(ctx, row["item_id"], task.task_id, row["case_ref"], task.initial_overlap, ())
-            await ctx.conn.execute("UPDATE items SET status = 'open' WHERE item_id = $1", row["item_id"])
+            await self._issue(
+                ctx, row["item_id"], task.task_id, row["case_ref"], task.initial_overlap, ()
+            )
+            await ctx.conn.execute(
+                "UPDATE items SET status = 'open' WHERE item_id = $1", row["item_id"]
+            )
 
-    async def on_item_registered(self, ctx: HandlerContext, event: Envelope[ItemRegistered]) -> None:
+    async def on_item_registered(
+        self, ctx: HandlerContext, event: Envelope[ItemRegistered]
+    ) -> None:
         item = event.payload
         task = await self._task(ctx, item.task_id)
         inserted = await ctx.conn.fetchval(
@@ -63,7 +68,9 @@ class AssignmentHandlers:
             ctx.now,
         )
         if inserted and task is not None:
-            await self._issue(ctx, item.item_id, item.task_id, item.case_ref, task.initial_overlap, ())
+            await self._issue(
+                ctx, item.item_id, item.task_id, item.case_ref, task.initial_overlap, ()
+            )
 
     async def on_assignment_requested(
         self, ctx: HandlerContext, event: Envelope[AssignmentRequested]
@@ -80,7 +87,12 @@ class AssignmentHandlers:
             )
             if total < task.policy.max_labels:
                 issued = await self._issue(
-                    ctx, request.item_id, request.task_id, row["case_ref"], 1, request.exclude_annotators
+                    ctx,
+                    request.item_id,
+                    request.task_id,
+                    row["case_ref"],
+                    1,
+                    request.exclude_annotators,
                 )
         if not issued:
             await ctx.conn.execute(
@@ -158,7 +170,7 @@ class AssignmentHandlers:
             return Route(topic, spec, handler)
 
         return [
-            route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),  # type: ignore[arg-type]
-            route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),  # type: ignore[arg-type]
-            route(ASSIGNMENTS_REQUESTED, ASSIGNMENT_REQUESTED, self.on_assignment_requested),  # type: ignore[arg-type]
+            route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
+            route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
+            route(ASSIGNMENTS_REQUESTED, ASSIGNMENT_REQUESTED, self.on_assignment_requested),
         ]

@@ -15,7 +15,8 @@ def choose_annotators(
     """
     excluded = set(exclude)
     eligible = sorted(
-        (open_count, annotator) for annotator, open_count in candidates.items()
+        (open_count, annotator)
+        for annotator, open_count in candidates.items()
         if annotator not in excluded
     )
     return [annotator for _, annotator in eligible[:count]]

@@ -24,6 +24,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from services.assignment.admin import register_annotators
+from services.cli.datasets import Answer, read_answers, read_truth, safe_id
+from services.cli.launcher import Launcher
+from services.cli.publish import producer, publish_task, send
 from shared.events import (
     ITEM_REGISTERED,
     LABEL_SUBMITTED,
@@ -35,12 +39,12 @@ from shared.events import (
     TaskDefined,
 )
 from shared.settings import StackSettings, service_settings
-from shared.topics import ADJUDICATION_REQUESTED, CONSENSUS_LABELS, ITEMS_REGISTERED, LABELS_SUBMITTED
-
-from services.assignment.admin import register_annotators
-from services.cli.datasets import Answer, read_answers, read_truth, safe_id
-from services.cli.launcher import Launcher
-from services.cli.publish import producer, publish_task, send
+from shared.topics import (
+    ADJUDICATION_REQUESTED,
+    CONSENSUS_LABELS,
+    ITEMS_REGISTERED,
+    LABELS_SUBMITTED,
+)
 
 console = Console()
 _DEMO_NAMESPACE = uuid.UUID("3c0d9f4e-2a71-4b6c-9e0e-6d1f0c5a7b42")
@@ -118,7 +122,9 @@ async def run_demo(
     try:
         if start_services:
             newly = await launcher.ensure_running()
-            console.print(f"services: {'started ' + ', '.join(newly) if newly else 'already running'}")
+            console.print(
+                f"services: {'started ' + ', '.join(newly) if newly else 'already running'}"
+            )
         await register_annotators(
             service_settings("assignment").database_url,
             task.task_id,
@@ -131,7 +137,7 @@ async def run_demo(
         await _replay(stack, task, unique, seed)
         await _collect(stack, task, items, truth, result, timeout)
     finally:
-        launcher.stop()
+        await launcher.stop()
     result.seconds = time.monotonic() - started
     _print(result, dataset.name)
     return result
@@ -163,9 +169,13 @@ async def _wait_for_items(task: TaskDefined, count: int, timeout: float) -> None
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            known = await conn.fetchval("SELECT count(*) FROM items WHERE task_id = $1", task.task_id)
+            known = await conn.fetchval(
+                "SELECT count(*) FROM items WHERE task_id = $1", task.task_id
+            )
             has_task = await conn.fetchval(
-                "SELECT count(*) FROM tasks WHERE task_id = $1 AND version = $2", task.task_id, task.version
+                "SELECT count(*) FROM tasks WHERE task_id = $1 AND version = $2",
+                task.task_id,
+                task.version,
             )
             if known >= count and has_task:
                 return
@@ -175,7 +185,9 @@ async def _wait_for_items(task: TaskDefined, count: int, timeout: float) -> None
         await conn.close()
 
 
-async def _replay(stack: StackSettings, task: TaskDefined, answers: list[Answer], seed: int) -> None:
+async def _replay(
+    stack: StackSettings, task: TaskDefined, answers: list[Answer], seed: int
+) -> None:
     order = list(answers)
     random.Random(seed).shuffle(order)
     async with producer(stack) as client:
@@ -224,7 +236,10 @@ async def _collect(
     wanted = {safe_id(item): item for item in items}
     latest: dict[str, tuple[int, str | None]] = {}
     escalated: set[str] = set()
-    topics = [CONSENSUS_LABELS.qualified(stack.topic_prefix), ADJUDICATION_REQUESTED.qualified(stack.topic_prefix)]
+    topics = [
+        CONSENSUS_LABELS.qualified(stack.topic_prefix),
+        ADJUDICATION_REQUESTED.qualified(stack.topic_prefix),
+    ]
     # No group: every partition is read from its beginning, nothing is committed.
     consumer = AIOKafkaConsumer(
         *topics,
@@ -272,6 +287,8 @@ def _print(result: DemoResult, name: str) -> None:
     table.add_row("consensus reached", str(result.reached))
     table.add_row("escalated to adjudication", str(result.escalated))
     table.add_row("pending", str(result.items - result.reached - result.escalated))
-    table.add_row("accuracy vs truth (reached)", f"{result.accuracy:.4f} ({result.correct}/{result.scored})")
+    table.add_row(
+        "accuracy vs truth (reached)", f"{result.accuracy:.4f} ({result.correct}/{result.scored})"
+    )
     table.add_row("wall time", f"{result.seconds:.1f} s")
     console.print(table)

@@ -66,7 +66,9 @@ def topics(
     stack = StackSettings()
     table = Table("topic", "partitions", "key", "description")
     for topic in ALL_TOPICS:
-        table.add_row(topic.qualified(stack.topic_prefix), str(topic.partitions), topic.key, topic.description)
+        table.add_row(
+            topic.qualified(stack.topic_prefix), str(topic.partitions), topic.key, topic.description
+        )
     console.print(table)
     if ensure:
         created = asyncio.run(ensure_topics(stack.kafka_bootstrap, stack.topic_prefix))
@@ -107,13 +109,17 @@ def demo(
     studies: Annotated[int | None, typer.Option(help="replay only the first N studies")] = None,
     seed: Annotated[int, typer.Option(help="seed of the label replay order")] = 7,
     timeout: Annotated[float, typer.Option(help="seconds to wait for consensus")] = 600.0,
-    start_services: Annotated[bool, typer.Option(help="start services that are not running")] = True,
+    start_services: Annotated[
+        bool, typer.Option(help="start services that are not running")
+    ] = True,
 ) -> None:
     """Replay a real multi-reader dataset through the running services and score it."""
     from services.cli.demo import run_demo
 
     result = asyncio.run(
-        run_demo(dataset, studies=studies, seed=seed, timeout=timeout, start_services=start_services)
+        run_demo(
+            dataset, studies=studies, seed=seed, timeout=timeout, start_services=start_services
+        )
     )
     raise typer.Exit(0 if result.complete else 1)
 

@@ -34,7 +34,9 @@ async def producer(stack: StackSettings) -> AsyncIterator[AIOKafkaProducer]:
         await client.stop()
 
 
-async def send(client: AIOKafkaProducer, stack: StackSettings, topic: Topic, event: Envelope[Any]) -> Any:
+async def send(
+    client: AIOKafkaProducer, stack: StackSettings, topic: Topic, event: Envelope[Any]
+) -> Any:
     """Queue one envelope; returns the delivery future."""
     return await client.send(
         topic.qualified(stack.topic_prefix),
@@ -44,7 +46,9 @@ async def send(client: AIOKafkaProducer, stack: StackSettings, topic: Topic, eve
     )
 
 
-async def publish_task(stack: StackSettings, task: TaskDefined, producer_name: str = "consilium-cli") -> None:
+async def publish_task(
+    stack: StackSettings, task: TaskDefined, producer_name: str = "consilium-cli"
+) -> None:
     event = TASK_DEFINED.wrap(
         task,
         key=task.task_id,

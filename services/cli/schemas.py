@@ -17,7 +17,9 @@ def topic_schemas() -> dict[str, dict[str, Any]]:
         spec = TOPIC_EVENTS.get(topic.name)
         if spec is None:
             continue
-        schema = spec.envelope.model_json_schema(mode="serialization" if not spec.ingress else "validation")
+        schema = spec.envelope.model_json_schema(
+            mode="serialization" if not spec.ingress else "validation"
+        )
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"urn:consilium:topic:{topic.name}"
         schema["title"] = f"{topic.name}: {spec.event_type} v{spec.version}"

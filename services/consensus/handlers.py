@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from services.consensus.rule import decide
+from services.consensus.state import ItemState
+from services.consensus.store import PgConsensusStore
 from shared.envelope import Envelope
 from shared.events import (
     ADJUDICATION_REQUESTED_EVENT,
@@ -23,10 +26,6 @@ from shared.topics import (
     LABELS_ACCEPTED,
     TASKS_DEFINED,
 )
-
-from services.consensus.rule import decide
-from services.consensus.state import ItemState
-from services.consensus.store import PgConsensusStore
 
 WAITING = "waiting_for_task"
 
@@ -52,7 +51,9 @@ async def on_label_accepted(ctx: HandlerContext, event: Envelope[LabelAccepted])
         return
     task = await store.task(label.task_id, label.task_version)
     if task is None:
-        await store.save(label.item_id, label.task_id, label.task_version, state, WAITING, version, ctx.now)
+        await store.save(
+            label.item_id, label.task_id, label.task_version, state, WAITING, version, ctx.now
+        )
         return
     await _decide(ctx, store, label.item_id, task, state, status, version)
 
@@ -128,6 +129,6 @@ async def _decide(
 
 def routes() -> list[Route]:
     return [
-        Route(TASKS_DEFINED, TASK_DEFINED, on_task_defined),  # type: ignore[arg-type]
-        Route(LABELS_ACCEPTED, LABEL_ACCEPTED, on_label_accepted),  # type: ignore[arg-type]
+        Route(TASKS_DEFINED, TASK_DEFINED, on_task_defined),
+        Route(LABELS_ACCEPTED, LABEL_ACCEPTED, on_label_accepted),
     ]

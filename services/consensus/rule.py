@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 from uuid import UUID
 
 from shared.events import ConsensusPolicy, DecisionRecord
@@ -34,9 +35,10 @@ def decide(labels: list[CurrentLabel], policy: ConsensusPolicy) -> DecisionRecor
     distribution = {value: counts[value] / n for value in sorted(counts)} if n else {}
     # Ties on the top count have no winner: the value is left undecided, never guessed.
     top = counts.most_common()
-    leader, leader_count = (top[0] if top else (None, 0))
+    leader, leader_count = top[0] if top else (None, 0)
     tied = len(top) > 1 and top[1][1] == leader_count
     share = leader_count / n if n else 0.0
+    outcome: Literal["reached", "needs_more", "contested"]
     critical = any(value in policy.critical_labels for value in counts) and len(counts) > 1
     if n >= policy.min_labels and critical:
         outcome = "contested"

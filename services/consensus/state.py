@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from shared.events import LabelAccepted
-
 from services.consensus.rule import CurrentLabel
+from shared.events import LabelAccepted
 
 
 def value_key(label: LabelAccepted) -> str:

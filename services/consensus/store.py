@@ -7,9 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import DecisionRecord, TaskDefined
-
 from services.consensus.state import ItemState
+from shared.events import DecisionRecord, TaskDefined
 
 
 class PgConsensusStore:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.runtime import ServiceDefinition
-
 from services.export.handlers import routes
+from shared.runtime import ServiceDefinition
 
 DEFINITION = ServiceDefinition(
     name="export",

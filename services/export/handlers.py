@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from services.export.provenance import provenance_digest
 from shared.envelope import Envelope
-from shared.events import CONSENSUS_PUBLISHED, CONSENSUS_REACHED_EVENT, ConsensusPublished, ConsensusReached
+from shared.events import (
+    CONSENSUS_PUBLISHED,
+    CONSENSUS_REACHED_EVENT,
+    ConsensusPublished,
+    ConsensusReached,
+)
 from shared.kafka.consumer import HandlerContext, Route
 from shared.topics import CONSENSUS_LABELS, CONSENSUS_REACHED
-
-from services.export.provenance import provenance_digest
 
 
 async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusReached]) -> None:
@@ -57,4 +61,4 @@ async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusRea
 
 
 def routes() -> list[Route]:
-    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, on_consensus_reached)]  # type: ignore[arg-type]
+    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, on_consensus_reached)]

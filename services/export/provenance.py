@@ -7,10 +7,17 @@ import json
 from typing import Any
 
 
-def provenance_digest(item_id: str, task_id: str, task_version: int, decision: dict[str, Any]) -> str:
+def provenance_digest(
+    item_id: str, task_id: str, task_version: int, decision: dict[str, Any]
+) -> str:
     """SHA-256 over the canonical JSON of everything that determined the label."""
     canonical = json.dumps(
-        {"item_id": item_id, "task_id": task_id, "task_version": task_version, "decision": decision},
+        {
+            "item_id": item_id,
+            "task_id": task_id,
+            "task_version": task_version,
+            "decision": decision,
+        },
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -6,6 +6,8 @@ import json
 import uuid
 from typing import Any
 
+from services.submission.store import PgSubmissionStore
+from services.submission.validation import Rejection, check_label
 from shared.envelope import DecodeError, Envelope
 from shared.events import (
     ITEM_REGISTERED,
@@ -21,10 +23,13 @@ from shared.events import (
     TaskDefined,
 )
 from shared.kafka.consumer import HandlerContext, Route
-from shared.topics import ITEMS_REGISTERED, LABELS_ACCEPTED, LABELS_REJECTED, LABELS_SUBMITTED, TASKS_DEFINED
-
-from services.submission.store import PgSubmissionStore
-from services.submission.validation import Rejection, check_label
+from shared.topics import (
+    ITEMS_REGISTERED,
+    LABELS_ACCEPTED,
+    LABELS_REJECTED,
+    LABELS_SUBMITTED,
+    TASKS_DEFINED,
+)
 
 _LABEL_NAMESPACE = uuid.UUID("8a6f1d7e-5b1e-4f43-9a55-2f6b8c0e9d21")
 
@@ -52,7 +57,9 @@ async def on_label_submitted(ctx: HandlerContext, event: Envelope[LabelSubmitted
         await store.latest_revision(label.annotation_id),
     )
     if rejection is not None:
-        await _reject(ctx, event.event_id, rejection, label.item_id, label.annotator_id, label.client_id)
+        await _reject(
+            ctx, event.event_id, rejection, label.item_id, label.annotator_id, label.client_id
+        )
         return
     accepted = LabelAccepted(
         label_id=label_id_for(event.event_id),
@@ -132,13 +139,12 @@ def _peek(raw: bytes) -> tuple[uuid.UUID | None, str | None]:
 
 def routes() -> list[Route]:
     return [
-        Route(TASKS_DEFINED, TASK_DEFINED, on_task_defined),  # type: ignore[arg-type]
-        Route(ITEMS_REGISTERED, ITEM_REGISTERED, on_item_registered),  # type: ignore[arg-type]
+        Route(TASKS_DEFINED, TASK_DEFINED, on_task_defined),
+        Route(ITEMS_REGISTERED, ITEM_REGISTERED, on_item_registered),
         Route(
             LABELS_SUBMITTED,
             LABEL_SUBMITTED,
-            on_label_submitted,  # type: ignore[arg-type]
+            on_label_submitted,
             on_invalid=on_invalid_label,
         ),
     ]
-

@@ -47,7 +47,9 @@ class PgSubmissionStore:
         )
         return revision
 
-    async def save_label(self, label: LabelAccepted, event_id: Any, time_spent_ms: int | None) -> None:
+    async def save_label(
+        self, label: LabelAccepted, event_id: Any, time_spent_ms: int | None
+    ) -> None:
         await self.conn.execute(
             """INSERT INTO labels (label_id, event_id, annotation_id, revision, item_id, task_id,
                    task_version, annotator_id, client_id, assignment_id, value, labeled_at,

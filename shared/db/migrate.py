@@ -48,9 +48,10 @@ async def migrate(dsn: str, schema: str, service_dir: Path) -> list[str]:
                    checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = {r["version"]: r["checksum"] for r in await conn.fetch(
-            "SELECT version, checksum FROM schema_migrations"
-        )}
+        applied = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         done: list[str] = []
         for migration in discover(service_dir):
             if migration.version in applied:

@@ -30,9 +30,7 @@ class NumericValue(IngressPayload):
     unit: str = Field("", max_length=32)
 
 
-LabelValue = Annotated[
-    CategoricalValue | OrdinalValue | NumericValue, Field(discriminator="kind")
-]
+LabelValue = Annotated[CategoricalValue | OrdinalValue | NumericValue, Field(discriminator="kind")]
 
 
 class LabelSubmitted(IngressPayload):

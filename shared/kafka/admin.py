@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -23,10 +25,8 @@ async def ensure_topics(
             NewTopic(t.qualified(prefix), t.partitions, 1, topic_configs=dict(t.config))
             for t in wanted
         ]
-        try:
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass
         return [t.qualified(prefix) for t in wanted]
     finally:
         await admin.close()

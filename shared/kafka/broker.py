@@ -11,7 +11,9 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from shared.settings import StackSettings
 
 
-def make_broker(stack: StackSettings, client_id: str, graceful_timeout: float = 15.0) -> KafkaBroker:
+def make_broker(
+    stack: StackSettings, client_id: str, graceful_timeout: float = 15.0
+) -> KafkaBroker:
     """A broker whose producer is idempotent (acks=all) and whose per-message logs are DEBUG."""
     return KafkaBroker(
         stack.kafka_bootstrap,
@@ -29,7 +31,9 @@ def _security(stack: StackSettings) -> BaseSecurity | None:
     protocol = stack.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
-    context = ssl.create_default_context(cafile=stack.kafka_ssl_cafile) if "SSL" in protocol else None
+    context = (
+        ssl.create_default_context(cafile=stack.kafka_ssl_cafile) if "SSL" in protocol else None
+    )
     if protocol == "SSL":
         return BaseSecurity(ssl_context=context, use_ssl=True)
     username = stack.kafka_sasl_username or ""

@@ -12,11 +12,12 @@ database is unreachable, or the service is shutting down, the batch is rewound i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -79,7 +80,7 @@ class ConsumerConfig:
     max_event_bytes: int = 256 * 1024
     batch_max_records: int = 500
     batch_timeout_ms: int = 50
-    auto_offset_reset: str = "earliest"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
 
 @dataclass
@@ -104,7 +105,7 @@ class EventConsumer:
             batch=True,
             group_id=self.config.group_id,
             ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset=self.config.auto_offset_reset,  # type: ignore[arg-type]
+            auto_offset_reset=self.config.auto_offset_reset,
             max_records=self.config.batch_max_records,
             batch_timeout_ms=self.config.batch_timeout_ms,
             max_partition_fetch_bytes=max(1024 * 1024, 2 * self.config.max_event_bytes),
@@ -129,7 +130,7 @@ class EventConsumer:
             try:
                 started = time.perf_counter()
                 async with self.pool.acquire() as conn, conn.transaction():
-                    outcomes = [await self._process_one(conn, d) for d in deliveries]
+                    outcomes = [await self._process_one(conn, d) for d in deliveries]  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
                 for delivery, outcome in zip(deliveries, outcomes, strict=True):
                     METRICS.events_in.labels(self.config.name, delivery.topic, outcome).inc()
                 METRICS.batch_seconds.labels(self.config.name).observe(
@@ -147,10 +148,8 @@ class EventConsumer:
                     error=repr(exc),
                     retry_in_s=delay,
                 )
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
         return False
 
     async def _process_one(self, conn: asyncpg.Connection, delivery: Delivery) -> str:
@@ -308,4 +307,3 @@ class EventConsumer:
             error=message,
             attempts=attempts,
         )
-

@@ -77,7 +77,9 @@ class Emitter:
     now: datetime
     cause: Envelope[Any] | None = None
 
-    def emit(self, spec: EventSpec[Any], topic: Topic, payload: BaseModel, *, key: str) -> Envelope[Any]:
+    def emit(
+        self, spec: EventSpec[Any], topic: Topic, payload: BaseModel, *, key: str
+    ) -> Envelope[Any]:
         """Queue one event caused by the event being handled (if any)."""
         envelope = spec.wrap(
             payload,

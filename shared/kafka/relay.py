@@ -97,9 +97,7 @@ class OutboxRelay:
             )
             for row in rows:
                 METRICS.events_out.labels(self.service, row["topic"]).inc()
-            backlog = await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
+            backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             METRICS.outbox_backlog.labels(self.service).set(backlog)
             return len(rows)
 
@@ -115,7 +113,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self.stopping.wait())]
+        waiters = [
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self.stopping.wait()),
+        ]
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         for task in waiters:
             task.cancel()

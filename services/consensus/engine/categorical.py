@@ -75,13 +75,13 @@ def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
     correct = np.trace(counts, axis1=-2, axis2=-1) / SCALE
     total = counts.sum(axis=(-2, -1)) / SCALE
     p = (correct + strength * p0) / (total + strength)
-    return np.clip(p, _P_MIN, 1.0 - _P_MIN)
+    return np.asarray(np.clip(p, _P_MIN, 1.0 - _P_MIN), dtype=np.float64)
 
 
 def log_confusion(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
     """log theta from (..., K, K) counts: Dirichlet posterior mean per row."""
     smoothed = counts / SCALE + dirichlet_prior(policy, counts.shape[-1])
-    return np.log(smoothed / smoothed.sum(axis=-1, keepdims=True))
+    return np.asarray(np.log(smoothed / smoothed.sum(axis=-1, keepdims=True)), dtype=np.float64)
 
 
 def vote_terms(
@@ -92,7 +92,7 @@ def vote_terms(
     weight = 1.0 / multiplicity.astype(np.float64)
     if policy.method == "ds":
         theta = log_confusion(policy, counts)
-        return theta[np.arange(len(columns)), :, columns] * weight[:, None]
+        return np.asarray(theta[np.arange(len(columns)), :, columns] * weight[:, None])
     credit = _credit(policy, k)[:, columns].T
     if policy.method == "mv":
         p0 = policy.float_param("mv_accuracy")
@@ -109,7 +109,7 @@ def log_prior(policy: ConsensusPolicy, units: IntArray) -> FloatArray:
     if policy.method != "ds":
         return np.zeros(k)
     smoothed = units / SCALE + policy.float_param("class_prior")
-    return np.log(smoothed / smoothed.sum())
+    return np.asarray(np.log(smoothed / smoothed.sum()), dtype=np.float64)
 
 
 def softmax_rows(scores: FloatArray) -> FloatArray:

@@ -36,7 +36,7 @@ def quantize(probabilities: FloatArray) -> IntArray:
     np.put_along_axis(rank, order, np.arange(rows.shape[1])[None, :], axis=1)
     units += (rank < remainder[:, None]).astype(np.int64)
     if np.asarray(probabilities).ndim == 1:
-        return units[0]
+        return np.asarray(units[0], dtype=np.int64)
     return units
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -138,6 +139,10 @@ class ConsensusPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, complete: replaying with this dict gives the same decisions."""
+        return dict(self._as_dict)
+
+    @cached_property
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
             "kind": self.kind,
@@ -165,7 +170,7 @@ class ConsensusPolicy:
             params=dict(data.get("params", {})),
         )
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """SHA-256 of the canonical policy JSON."""
         return digest(self.to_dict())

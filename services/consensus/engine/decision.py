@@ -1,0 +1,149 @@
+"""The decision after each label, and the record that lets anyone replay it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.consensus.engine.policy import ConsensusPolicy
+from services.consensus.engine.version import ENGINE_VERSION
+
+Outcome = Literal["reached", "needs_more", "contested"]
+OUTCOME_SEVERITY: Mapping[str, int] = {"reached": 0, "needs_more": 1, "contested": 2}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything needed to explain and replay one consensus decision.
+
+    distribution: posterior probability per class (exact multiples of 1/SCALE);
+    votes: annotator votes per class (a split repeat counts 1/m); agreement: observed
+    pairwise agreement among the item's annotators (1.0 when fewer than two);
+    parameters: the complete policy; reliability_version: digest of the snapshot used.
+    """
+
+    item_id: str
+    outcome: Outcome
+    label: Any
+    confidence: float
+    distribution: Mapping[str, float]
+    votes: Mapping[str, float]
+    agreement: float
+    n_annotators: int
+    contributing_label_ids: tuple[str, ...]
+    method: str
+    method_version: str
+    parameters: Mapping[str, Any]
+    policy_digest: str
+    reliability_version: str
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        label = list(self.label) if isinstance(self.label, tuple) else self.label
+        return {
+            "item_id": self.item_id,
+            "outcome": self.outcome,
+            "label": label,
+            "confidence": self.confidence,
+            "distribution": dict(self.distribution),
+            "votes": dict(self.votes),
+            "agreement": self.agreement,
+            "n_annotators": self.n_annotators,
+            "contributing_label_ids": list(self.contributing_label_ids),
+            "method": self.method,
+            "method_version": self.method_version,
+            "parameters": dict(self.parameters),
+            "policy_digest": self.policy_digest,
+            "reliability_version": self.reliability_version,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        label = data["label"]
+        return cls(
+            item_id=data["item_id"],
+            outcome=data["outcome"],
+            label=tuple(label) if isinstance(label, list) else label,
+            confidence=float(data["confidence"]),
+            distribution=dict(data["distribution"]),
+            votes=dict(data["votes"]),
+            agreement=float(data["agreement"]),
+            n_annotators=int(data["n_annotators"]),
+            contributing_label_ids=tuple(data["contributing_label_ids"]),
+            method=data["method"],
+            method_version=data["method_version"],
+            parameters=dict(data["parameters"]),
+            policy_digest=data["policy_digest"],
+            reliability_version=data["reliability_version"],
+            reason=data["reason"],
+            details=dict(data.get("details", {})),
+        )
+
+
+def pairwise_agreement(votes: Sequence[float]) -> float:
+    """Fleiss' per-item agreement P_i = sum n_c (n_c - 1) / (n (n - 1)); 1.0 if n < 2."""
+    n = sum(votes)
+    if n < 2.0 - 1e-12:
+        return 1.0
+    return float(sum(v * (v - 1.0) for v in votes) / (n * (n - 1.0)))
+
+
+def outcome_for(
+    policy: ConsensusPolicy,
+    n_annotators: int,
+    confidence: float,
+    critical: bool,
+    spread_too_wide: bool,
+) -> tuple[Outcome, str]:
+    """The decision rule, in order: critical finding, ordinal spread, confidence, count."""
+    if critical:
+        return "contested", "critical finding reported"
+    if spread_too_wide:
+        return "contested", "ordinal spread exceeds max_spread"
+    if n_annotators >= policy.min_labels and confidence >= policy.threshold:
+        return "reached", "confidence threshold met"
+    if n_annotators < policy.max_labels:
+        return "needs_more", (
+            "below min_labels" if n_annotators < policy.min_labels else "below threshold"
+        )
+    return "contested", "max_labels reached without confidence"
+
+
+def make_decision(
+    policy: ConsensusPolicy,
+    item_id: str,
+    outcome: Outcome,
+    reason: str,
+    label: Any,
+    confidence: float,
+    distribution: Mapping[str, float],
+    votes: Mapping[str, float],
+    n_annotators: int,
+    label_ids: Sequence[str],
+    reliability_version: str,
+    method: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Decision:
+    """Assemble the record (agreement computed from the votes)."""
+    return Decision(
+        item_id=item_id,
+        outcome=outcome,
+        label=label,
+        confidence=confidence,
+        distribution=dict(distribution),
+        votes=dict(votes),
+        agreement=pairwise_agreement(list(votes.values())),
+        n_annotators=n_annotators,
+        contributing_label_ids=tuple(sorted(label_ids)),
+        method=method or policy.method,
+        method_version=ENGINE_VERSION,
+        parameters=policy.to_dict(),
+        policy_digest=policy.digest,
+        reliability_version=reliability_version,
+        reason=reason,
+        details=dict(details or {}),
+    )

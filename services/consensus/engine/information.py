@@ -1,0 +1,86 @@
+"""Whom to ask next: candidates ranked by expected information about the item's label.
+
+For an item with posterior q over K classes and a candidate annotator with confusion
+matrix theta (rows: true class, columns: label), the expected information gain of one
+more label is the mutual information between the true class and that label:
+
+    EIG = H(q) - sum_l p(l) H(q | l),   p(l) = sum_c q_c theta[c, l],
+    q(c | l) proportional to q_c theta[c, l]
+
+(Lindley 1956; the criterion of active label collection, e.g. Sheng et al. 2008). theta
+is the one each method uses: the Dawid-Skene posterior mean for ds, the one-coin matrix
+for weighted, the symmetric mv_accuracy matrix for mv. Annotators already on the item
+are excluded; ties rank by annotator id, so the ranking is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from services.consensus.engine import item_categorical
+from services.consensus.engine.categorical import (
+    confusion_counts,
+    log_confusion,
+    one_coin_accuracy,
+)
+from services.consensus.engine.fixedpoint import FloatArray
+from services.consensus.engine.policy import CATEGORICAL_KINDS, ConsensusPolicy
+from services.consensus.engine.reliability import ReliabilityView
+from services.consensus.engine.state import ItemState
+
+
+def _entropy(p: FloatArray) -> float:
+    nz = p[p > 0.0]
+    return float(-(nz * np.log(nz)).sum())
+
+
+def expected_information(q: FloatArray, theta: FloatArray) -> float:
+    """Mutual information (nats) between the true class ~ q and one label from theta."""
+    joint = q[:, None] * theta
+    p_label = joint.sum(axis=0)
+    gain = _entropy(q)
+    for column in range(theta.shape[1]):
+        if p_label[column] > 0.0:
+            gain -= float(p_label[column]) * _entropy(joint[:, column] / p_label[column])
+    return max(gain, 0.0)
+
+
+def annotator_theta(
+    policy: ConsensusPolicy, view: ReliabilityView, annotator: str, scope: str = ""
+) -> FloatArray:
+    """The confusion matrix the policy's method believes for this annotator."""
+    k = policy.n_classes
+    counts = confusion_counts(view, scope, annotator, k)
+    if policy.method == "ds":
+        return np.exp(log_confusion(policy, counts))
+    p = (
+        policy.float_param("mv_accuracy")
+        if policy.method == "mv"
+        else float(one_coin_accuracy(policy, counts))
+    )
+    theta = np.full((k, k), (1.0 - p) / (k - 1))
+    np.fill_diagonal(theta, p)
+    return theta
+
+
+def preferred_annotators(
+    policy: ConsensusPolicy,
+    state: ItemState,
+    candidates: Iterable[str],
+    reliability: ReliabilityView,
+    limit: int | None = None,
+) -> list[tuple[str, float]]:
+    """Candidates not yet on the item, best first, with their expected information (nats)."""
+    if policy.kind not in CATEGORICAL_KINDS:
+        raise ValueError("preferred_annotators supports binary, categorical and ordinal kinds")
+    decision, _ = item_categorical.evaluate(policy, state, reliability)
+    q = np.array([decision.distribution[c] for c in policy.classes], dtype=np.float64)
+    on_item = {obs.annotator_id for obs in state.labels}
+    ranked = sorted(
+        (-expected_information(q, annotator_theta(policy, reliability, a)), a)
+        for a in set(candidates) - on_item
+    )
+    result = [(a, -neg) for neg, a in ranked]
+    return result if limit is None else result[:limit]

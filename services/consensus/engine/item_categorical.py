@@ -1,0 +1,105 @@
+"""Decide one binary, categorical or ordinal item from its posterior units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from services.consensus.engine.categorical import posterior_units
+from services.consensus.engine.decision import Decision, Outcome, make_decision, outcome_for
+from services.consensus.engine.fixedpoint import SCALE, IntArray
+from services.consensus.engine.policy import ConsensusPolicy
+from services.consensus.engine.reliability import CLASS_KEY, ReliabilityView
+from services.consensus.engine.state import Contribution, ItemState
+from services.consensus.engine.votes import Vote, adjudicated, gold_value, item_votes
+
+
+def votes_of(policy: ConsensusPolicy, state: ItemState) -> tuple[Vote, ...]:
+    return item_votes(policy, state.labels, lambda obs: policy.class_index(str(obs.value)))
+
+
+def _one_hot(k: int, index: int) -> IntArray:
+    units = np.zeros(k, dtype=np.int64)
+    units[index] = SCALE
+    return units
+
+
+def contribution_of(
+    scope: str, votes: Sequence[Vote], units: IntArray, learn: bool
+) -> Contribution:
+    """Ledger entries this item adds: q // m into each voter's column, q into classes."""
+    if not learn:
+        return ()
+    entries = [((scope, v.annotator, v.column), units // v.multiplicity) for v in votes]
+    entries.append(((scope, CLASS_KEY, 0), units.copy()))
+    return tuple(entries)
+
+
+def finish(
+    policy: ConsensusPolicy,
+    state: ItemState,
+    votes: Sequence[Vote],
+    units: IntArray,
+    reliability_version: str,
+) -> tuple[Decision, Contribution]:
+    """Apply adjudication/gold overrides and the decision rule; shared by step and batch."""
+    k = policy.n_classes
+    method: str | None = None
+    reason_override: str | None = None
+    label_ids = [v.label_id for v in votes]
+    adjudication = adjudicated(state.labels)
+    gold = gold_value(state.labels)
+    if adjudication is not None:
+        units = _one_hot(k, policy.class_index(str(adjudication.value)))
+        method, reason_override = "adjudication", "adjudicated"
+        label_ids.append(adjudication.label_id)
+    elif gold is not None:
+        units = _one_hot(k, policy.class_index(gold))
+        method, reason_override = "gold", "gold item"
+    index = int(np.argmax(units))
+    confidence = float(units[index]) / SCALE
+    vote_mass = [0.0] * k
+    for v in votes:
+        vote_mass[v.column] += 1.0 / v.multiplicity
+    columns = [v.column for v in votes]
+    n_annotators = len({v.annotator for v in votes})
+    critical = False
+    if policy.critical is not None:
+        critical_idx = {policy.class_index(c) for c in policy.critical.values}
+        reported = any(c in critical_idx for c in columns)
+        critical = reported and (policy.critical.mode == "any" or index not in critical_idx)
+    spread = (max(columns) - min(columns)) if columns else 0
+    too_wide = policy.kind == "ordinal" and policy.max_spread is not None
+    too_wide = too_wide and spread > (policy.max_spread or 0)
+    outcome: Outcome
+    if reason_override is not None:
+        outcome, reason = "reached", reason_override
+    else:
+        outcome, reason = outcome_for(policy, n_annotators, confidence, critical, too_wide)
+    learn = bool(policy.param("learn_from_consensus")) or reason_override is not None
+    decision = make_decision(
+        policy,
+        state.item_id,
+        outcome,
+        reason,
+        label=policy.classes[index],
+        confidence=confidence,
+        distribution={c: float(u) / SCALE for c, u in zip(policy.classes, units, strict=True)},
+        votes=dict(zip(policy.classes, vote_mass, strict=True)),
+        n_annotators=n_annotators,
+        label_ids=label_ids,
+        reliability_version=reliability_version,
+        method=method,
+        details={"spread": spread} if policy.kind == "ordinal" else None,
+    )
+    return decision, contribution_of("", votes, units, learn)
+
+
+def evaluate(
+    policy: ConsensusPolicy, state: ItemState, view: ReliabilityView
+) -> tuple[Decision, Contribution]:
+    """Posterior, decision and ledger contribution of one item under a snapshot."""
+    votes = votes_of(policy, state)
+    units = posterior_units(policy, "", [votes], view, policy.n_classes)[0]
+    return finish(policy, state, votes, units, view.version)

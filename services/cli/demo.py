@@ -59,6 +59,7 @@ class DemoResult:
     escalated: int = 0
     correct: int = 0
     scored: int = 0
+    versions_published: int = 0
     seconds: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -262,6 +263,7 @@ async def _collect(
                         if payload.item_id not in wanted or payload.task_id != task.task_id:
                             continue
                         if event.event_type == "consensus.published":
+                            result.versions_published += 1
                             if payload.version > latest.get(payload.item_id, (0, None))[0]:
                                 latest[payload.item_id] = (payload.version, payload.label)
                         else:
@@ -285,6 +287,7 @@ def _print(result: DemoResult, name: str) -> None:
     table.add_row("items", str(result.items))
     table.add_row("labels replayed", str(result.labels))
     table.add_row("consensus reached", str(result.reached))
+    table.add_row("consensus versions published", str(result.versions_published))
     table.add_row("escalated to adjudication", str(result.escalated))
     table.add_row("pending", str(result.items - result.reached - result.escalated))
     table.add_row(

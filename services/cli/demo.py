@@ -3,8 +3,9 @@
 The demo plays the annotation front-end: it defines the task, registers the readers and
 the items, publishes every reader's label as a `labels.submitted.v1` event, then reads the
 hospital topic and the adjudication topic and scores the published consensus against the
-dataset's truth. Event ids derive from the dataset, so running it twice has no second
-effect: the second run reports the same result.
+dataset's truth. Ids derive from the dataset and the Kafka cluster's id, so running it
+twice against the same stack has no second effect (the second run reports the same
+result), while a new stack gets a run of its own even if PostgreSQL kept older state.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -49,6 +51,7 @@ from shared.topics import (
 console = Console()
 _DEMO_NAMESPACE = uuid.UUID("3c0d9f4e-2a71-4b6c-9e0e-6d1f0c5a7b42")
 CLIENT_ID = "demo-frontend"
+STALL_S = 120.0  # give up waiting when the services publish nothing for this long
 
 
 @dataclass
@@ -76,9 +79,9 @@ def _uuid(*parts: str) -> uuid.UUID:
     return uuid.uuid5(_DEMO_NAMESPACE, "|".join(parts))
 
 
-def demo_task(name: str, classes: list[str]) -> TaskDefined:
+def demo_task(name: str, classes: list[str], run: str) -> TaskDefined:
     return TaskDefined(
-        task_id=f"demo-{safe_id(name)}",
+        task_id=f"demo-{safe_id(name)}-{run}",
         version=1,
         title=f"Demo replay of {name}",
         label_kind="categorical",
@@ -111,7 +114,8 @@ async def run_demo(
             seen.add((answer.worker, answer.task))
             unique.append(answer)
     items = sorted({a.task for a in unique})
-    task = demo_task(dataset.name, sorted({a.label for a in unique}))
+    run = await _cluster_run_id(stack)
+    task = demo_task(dataset.name, sorted({a.label for a in unique}), run)
     result = DemoResult(items=len(items), labels=len(unique))
     console.print(
         f"[bold]Consilium demo[/bold]: {dataset.name}: {len(items)} items, "
@@ -144,12 +148,27 @@ async def run_demo(
     return result
 
 
+async def _cluster_run_id(stack: StackSettings) -> str:
+    """A short id of the Kafka cluster: the demo's ids are scoped to it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id=CLIENT_ID)
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    return safe_id(str(cluster["cluster_id"]))[:10]
+
+
+def _item_id(task: TaskDefined, dataset_task: str) -> str:
+    return safe_id(f"{task.task_id}/{dataset_task}")
+
+
 async def _register_items(stack: StackSettings, task: TaskDefined, items: list[str]) -> None:
     now = datetime.now(UTC)
     async with producer(stack) as client:
         futures = []
         for item in items:
-            item_id = safe_id(item)
+            item_id = _item_id(task, item)
             event = ITEM_REGISTERED.wrap(
                 ItemRegistered(item_id=item_id, task_id=task.task_id, case_ref=f"case:{item_id}"),
                 key=item_id,
@@ -196,7 +215,7 @@ async def _replay(
             bar = progress.add_task("publishing labels", total=len(order))
             futures: list[Any] = []
             for answer in order:
-                item_id = safe_id(answer.task)
+                item_id = _item_id(task, answer.task)
                 now = datetime.now(UTC)
                 label = LabelSubmitted(
                     annotation_id=_uuid("annotation", task.task_id, answer.worker, item_id),
@@ -234,7 +253,7 @@ async def _collect(
     timeout: float,
 ) -> None:
     """Read the hospital and adjudication topics from the start until every item is in."""
-    wanted = {safe_id(item): item for item in items}
+    wanted = {_item_id(task, item): item for item in items}
     latest: dict[str, tuple[int, str | None]] = {}
     escalated: set[str] = set()
     topics = [
@@ -252,10 +271,19 @@ async def _collect(
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout
+        last_progress = time.monotonic()
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("waiting for consensus", total=len(wanted))
             while time.monotonic() < deadline and len(latest.keys() | escalated) < len(wanted):
+                if time.monotonic() - last_progress > STALL_S:
+                    console.print(
+                        f"[red]no consensus arrived for {STALL_S:.0f}s[/red]: see .stack/logs/"
+                        " and `deploy/local/stack.sh status`"
+                    )
+                    break
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+                if batches:
+                    last_progress = time.monotonic()
                 for records in batches.values():
                     for record in records:
                         event = REGISTRY.decode(record.value)

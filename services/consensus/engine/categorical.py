@@ -115,7 +115,7 @@ def log_prior(policy: ConsensusPolicy, units: IntArray) -> FloatArray:
 def softmax_rows(scores: FloatArray) -> FloatArray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     expd = np.exp(shifted)
-    return expd / expd.sum(axis=1, keepdims=True)
+    return np.asarray(expd / expd.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
 def posterior_units(

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from services.consensus.engine.canonical import digest
 
-Kind = Literal["binary", "categorical", "ordinal", "multilabel", "numeric", "box"]
-Method = Literal["mv", "weighted", "ds", "median", "robust", "wbf"]
+Kind = Literal["binary", "categorical", "ordinal", "multilabel", "numeric"]
+Method = Literal["mv", "weighted", "ds", "median", "robust"]
 ParamValue = float | int | str | bool
 
 CATEGORICAL_KINDS: frozenset[str] = frozenset({"binary", "categorical", "ordinal"})
@@ -22,7 +22,6 @@ METHODS_BY_KIND: Mapping[str, frozenset[str]] = MappingProxyType(
         "ordinal": frozenset({"mv", "weighted", "ds"}),
         "multilabel": frozenset({"mv", "weighted", "ds"}),
         "numeric": frozenset({"median", "robust"}),
-        "box": frozenset({"wbf"}),
     }
 )
 
@@ -46,10 +45,8 @@ DEFAULT_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
         "ordinal_near_credit": 0.0,
         # Numeric: tolerance within which the consensus must lie with `threshold` confidence.
         "numeric_tolerance": 1.0,
-        # Numeric/box prior pseudo-observations for per-annotator bias.
+        # Numeric: prior pseudo-observations (zero bias) for each annotator's bias.
         "bias_prior_strength": 3.0,
-        # Boxes: IoU above which two boxes are the same finding.
-        "iou_match": 0.5,
     }
 )
 

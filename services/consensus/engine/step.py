@@ -33,10 +33,6 @@ def _evaluate(
         from services.consensus.engine import numeric
 
         return numeric.evaluate(policy, state, view)
-    if policy.kind == "box":
-        from services.consensus.engine import boxes
-
-        return boxes.evaluate(policy, state, view)
     raise ValueError(f"unsupported kind {policy.kind!r}")
 
 

@@ -15,6 +15,7 @@ from services.consensus.engine import (
     reestimate,
     step,
 )
+from services.consensus.engine.policy import Kind
 from services.consensus.evaluation.dataset import Answer, Dataset
 
 FIXED_MAX_LABELS = 1_000_000
@@ -43,7 +44,7 @@ def policy_for(
     max_labels: int = FIXED_MAX_LABELS,
     threshold: float = 1.0,
 ) -> ConsensusPolicy:
-    kind = "binary" if len(dataset.classes) == 2 else "categorical"
+    kind: Kind = "binary" if len(dataset.classes) == 2 else "categorical"
     return ConsensusPolicy(
         method=method,  # type: ignore[arg-type]  # validated by ConsensusPolicy
         kind=kind,
@@ -75,6 +76,9 @@ def replay(
     *,
     dynamic: bool,
     batch: bool = True,
+    refresh_every: int = 0,
+    refresh_iterations: int = 10,
+    assign: str = "seeded",
 ) -> Replay:
     """Feed answers in `order`; in dynamic mode skip answers for items already decided."""
     from services.consensus.engine import recount
@@ -86,10 +90,19 @@ def replay(
     closed: set[str] = set()
     step_ns: list[int] = []
     used = 0
-    for answer in order:
-        if dynamic and answer.task in closed:
+    pending: dict[str, list[Answer]] = {}
+    if assign == "informed":
+        for answer in order:
+            pending.setdefault(answer.task, []).append(answer)
+    for slot in order:
+        if dynamic and slot.task in closed:
             continue
-        state = states.get(answer.task) or ItemState.new(answer.task)
+        state = states.get(slot.task) or ItemState.new(slot.task)
+        answer = (
+            slot
+            if assign != "informed"
+            else _most_informative(policy, state, pending[slot.task], ledger)
+        )
         t0 = time.perf_counter_ns()
         result = step(policy, state, observation(answer), ledger)
         ledger.apply(result.delta)
@@ -99,6 +112,14 @@ def replay(
         online[answer.task] = result.decision
         if dynamic and result.decision.outcome != "needs_more":
             closed.add(answer.task)
+        if refresh_every and used % refresh_every == 0:
+            # The periodic batch re-estimate a live deployment runs: same states, same code.
+            ordered = sorted(states)
+            refreshed = reestimate(
+                policy, [states[t] for t in ordered], max_iterations=refresh_iterations
+            )
+            states = dict(zip(ordered, refreshed.states, strict=True))
+            ledger = ReliabilityLedger(refreshed.reliability.entries)
     item_states = [states[t] for t in sorted(states)]
     matches = recount(item_states).version == ledger.version
     final = dict(online)
@@ -119,10 +140,28 @@ def replay(
     )
 
 
+def _most_informative(
+    policy: ConsensusPolicy, state: ItemState, candidates: list[Answer], ledger: ReliabilityLedger
+) -> Answer:
+    """Reveal the pending answer whose annotator the engine would ask first (EIG)."""
+    from services.consensus.engine import preferred_annotators
+
+    on_item = {obs.annotator_id for obs in state.labels}
+    fresh = [a for a in candidates if a.worker not in on_item]
+    chosen = candidates[0]
+    if fresh:
+        ranked = preferred_annotators(policy, state, [a.worker for a in fresh], ledger, limit=1)
+        best = ranked[0][0]
+        chosen = next(a for a in fresh if a.worker == best)
+    candidates.remove(chosen)
+    return chosen
+
+
 def accuracy(decisions: dict[str, Decision], truth: dict[str, str]) -> float:
     """Share of truth tasks whose decision label equals the truth (missing = wrong)."""
     if not truth:
         return float("nan")
-    hits = sum(1 for task, value in truth.items() if task in decisions and
-               decisions[task].label == value)
+    hits = sum(
+        1 for task, value in truth.items() if task in decisions and decisions[task].label == value
+    )
     return hits / len(truth)

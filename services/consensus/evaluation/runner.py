@@ -1,0 +1,141 @@
+"""One evaluation run: the engine's methods (fixed or dynamic) and crowd-kit's, same answers."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
+from services.consensus.evaluation.dataset import Dataset
+from services.consensus.evaluation.replay import accuracy, policy_for, replay, seeded_order
+
+ENGINE_METHODS = ("mv", "weighted", "ds")
+
+
+@dataclass(frozen=True)
+class DynamicSettings:
+    """The live-collection policy the dynamic simulation applies to every item."""
+
+    min_labels: int = 2
+    max_labels: int = 20
+    threshold: float = 0.999
+    assign: str = "informed"
+
+
+def _cost(step_ns: list[int]) -> dict[str, float]:
+    if not step_ns:
+        return {}
+    ordered = sorted(step_ns)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return {
+        "median_us": round(statistics.median(ordered) / 1000, 1),
+        "p99_us": round(p99 / 1000, 1),
+    }
+
+
+def _round(x: float) -> float:
+    return round(x, 4)
+
+
+def evaluate(
+    dataset: Dataset,
+    *,
+    seed: int = 0,
+    dynamic: DynamicSettings | None = None,
+    crowdkit: bool = True,
+) -> dict[str, Any]:
+    """The report document: {"dataset", "labels", "results": {method: {...}}, ...}."""
+    if dataset.kind == "numeric":
+        return _evaluate_numeric(dataset, seed)
+    order = seeded_order(dataset, seed)
+    results: dict[str, dict[str, Any]] = {}
+    checks: dict[str, Any] = {}
+    for method in ENGINE_METHODS:
+        run = replay(dataset, policy_for(dataset, method), order, dynamic=False)
+        agree = sum(run.online[t].label == run.final[t].label for t in run.final)
+        results[f"consilium-{method}"] = {
+            "accuracy": _round(accuracy(run.final, dataset.truth)),
+            "labels_used": run.labels_used,
+            "seconds": round(run.seconds, 3),
+            "online_accuracy": _round(accuracy(run.online, dataset.truth)),
+            "update_cost": _cost(run.step_ns),
+        }
+        checks[method] = {
+            "ledger_equals_recount": run.ledger_matches_recount,
+            "online_vs_batch_label_agreement": _round(agree / max(len(run.final), 1)),
+            "batch_iterations": run.batch_iterations,
+        }
+        if method == "mv":
+            results["consilium-mv"]["ties"] = sum(
+                1 for d in run.final.values() if _is_tie(d.distribution)
+            )
+        if dynamic is not None:
+            policy = policy_for(
+                dataset,
+                method,
+                min_labels=dynamic.min_labels,
+                max_labels=dynamic.max_labels,
+                threshold=dynamic.threshold,
+            )
+            live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
+            outcomes = [d.outcome for d in live.online.values()]
+            results[f"consilium-{method}-dynamic"] = {
+                "accuracy": _round(accuracy(live.final, dataset.truth)),
+                "labels_used": live.labels_used,
+                "seconds": round(live.seconds, 3),
+                "online_accuracy": _round(accuracy(live.online, dataset.truth)),
+                "label_share": _round(live.labels_used / len(dataset.answers)),
+                "contested": outcomes.count("contested"),
+                "reached": outcomes.count("reached"),
+                "needs_more": outcomes.count("needs_more"),
+            }
+    if crowdkit:
+        for name in CROWDKIT_METHODS:
+            predicted, seconds = run_crowdkit(dataset, name, seed)
+            hits = sum(1 for t, v in dataset.truth.items() if predicted.get(t) == v)
+            results[f"crowdkit-{name}"] = {
+                "accuracy": _round(hits / len(dataset.truth)) if dataset.truth else None,
+                "labels_used": len(dataset.answers),
+                "seconds": round(seconds, 3),
+            }
+    return {
+        "dataset": dataset.name,
+        "labels": len(dataset.answers),
+        "tasks": len(dataset.tasks),
+        "workers": len({a.worker for a in dataset.answers}),
+        "classes": list(dataset.classes),
+        "repeated_worker_task_answers": dataset.repeats,
+        "seed": seed,
+        "dynamic": None if dynamic is None else dynamic.__dict__,
+        "results": results,
+        "checks": checks,
+    }
+
+
+def _is_tie(distribution: Any) -> bool:
+    values = sorted(distribution.values(), reverse=True)
+    return len(values) > 1 and values[0] == values[1]
+
+
+def _evaluate_numeric(dataset: Dataset, seed: int) -> dict[str, Any]:
+    from services.consensus.evaluation.numeric import baseline, engine_numeric
+
+    order = seeded_order(dataset, seed)
+    results: dict[str, dict[str, Any]] = {
+        "baseline-mean": baseline(dataset, "mean"),
+        "baseline-median": baseline(dataset, "median"),
+    }
+    for method in ("median", "robust"):
+        try:
+            results[f"consilium-{method}"] = engine_numeric(dataset, method, order)
+        except (ValueError, ImportError) as error:  # numeric kind not available
+            results[f"consilium-{method}"] = {"error": str(error)}
+    return {
+        "dataset": dataset.name,
+        "labels": len(dataset.answers),
+        "tasks": len(dataset.tasks),
+        "kind": "numeric",
+        "seed": seed,
+        "results": results,
+    }

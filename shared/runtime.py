@@ -44,16 +44,24 @@ class Dependencies:
     broker: KafkaBroker
 
 
+BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a service's composition root hands the runtime: routes and background loops."""
+
+    routes: Sequence[Route]
+    background: Sequence[BackgroundLoop] = ()
+
+
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """What a service is: its schema's migrations, its routes, its background loops."""
+    """What a service is: its schema's migrations and how it wires itself to live deps."""
 
     name: str
     migrations: Path
-    routes: Callable[[Dependencies], Sequence[Route]]
-    background: Callable[
-        [Dependencies], Sequence[Callable[[asyncio.Event], Coroutine[Any, Any, None]]]
-    ] = lambda _deps: ()
+    build: Callable[[Dependencies], Awaitable[Wiring]]
 
 
 @dataclass
@@ -83,6 +91,7 @@ class ServiceRuntime:
         redis = aioredis.from_url(self.stack.redis_url)
         broker = make_broker(self.stack, client_id=f"consilium-{self.definition.name}")
         self.deps = Dependencies(self.settings, self.stack, pool, redis, broker)
+        wiring = await self.definition.build(self.deps)
         self.consumer = EventConsumer(
             ConsumerConfig(
                 name=self.definition.name,
@@ -96,7 +105,7 @@ class ServiceRuntime:
             ),
             pool,
             REGISTRY,
-            self.definition.routes(self.deps),
+            wiring.routes,
             stopping=self.stopping,
         )
         self.consumer.register(broker)
@@ -112,7 +121,7 @@ class ServiceRuntime:
             stopping=self.stopping,
         )
         self._tasks.append(asyncio.create_task(relay.run(), name=f"{self.schema}-relay"))
-        for loop in self.definition.background(self.deps):
+        for loop in wiring.background:
             self._tasks.append(asyncio.create_task(loop(self.stopping)))
         if self.serve_http:
             config = uvicorn.Config(

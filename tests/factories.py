@@ -29,7 +29,8 @@ def task(task_id: str | None = None, **overrides: Any) -> TaskDefined:
         "label_kind": "categorical",
         "classes": ("0", "1"),
         "initial_overlap": 3,
-        "policy": ConsensusPolicy(min_labels=3, max_labels=5),
+        # Majority vote at 0.7: two of three agreeing readers settle an item.
+        "policy": ConsensusPolicy(method="mv", min_labels=3, max_labels=5, threshold=0.7),
     }
     fields.update(overrides)
     return TaskDefined(**fields)

@@ -1,11 +1,12 @@
 """`consilium demo`: replay a real multi-reader dataset through the running services.
 
-The demo plays the annotation front-end: it defines the task, registers the readers and
-the items, publishes every reader's label as a `labels.submitted.v1` event, then reads the
-hospital topic and the adjudication topic and scores the published consensus against the
-dataset's truth. Ids derive from the dataset and the Kafka cluster's id, so running it
-twice against the same stack has no second effect (the second run reports the same
-result), while a new stack gets a run of its own even if PostgreSQL kept older state.
+The demo plays the annotation front-end: it defines the tasks, registers the readers and
+the items, publishes every reader's label as a `labels.submitted.v1` event in a seeded
+random order, then reads the hospital topic and the adjudication topic and scores the
+published consensus against the dataset's truth. Ids derive from the dataset and the
+Kafka cluster's id, so running it twice against the same stack has no second effect (the
+second run reports the same result), while a new stack gets a run of its own even if
+PostgreSQL kept an older one's state.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,18 +26,18 @@ from rich.progress import Progress
 from rich.table import Table
 
 from services.assignment.admin import register_annotators
-from services.cli.datasets import Answer, read_answers, read_truth, safe_id
+from services.cli.datasets import read_answers, read_truth, safe_id
+from services.cli.demo_plan import DemoPlan, Method, majority_vote, make_plan, stable_uuid
 from services.cli.launcher import Launcher
 from services.cli.publish import producer, publish_task, send
+from shared.db.pool import connect
 from shared.events import (
     ITEM_REGISTERED,
     LABEL_SUBMITTED,
     REGISTRY,
     CategoricalValue,
-    ConsensusPolicy,
     ItemRegistered,
     LabelSubmitted,
-    TaskDefined,
 )
 from shared.settings import StackSettings, service_settings
 from shared.topics import (
@@ -49,7 +48,6 @@ from shared.topics import (
 )
 
 console = Console()
-_DEMO_NAMESPACE = uuid.UUID("3c0d9f4e-2a71-4b6c-9e0e-6d1f0c5a7b42")
 CLIENT_ID = "demo-frontend"
 STALL_S = 120.0  # give up waiting when the services publish nothing for this long
 
@@ -62,33 +60,19 @@ class DemoResult:
     escalated: int = 0
     correct: int = 0
     scored: int = 0
+    escalated_majority_correct: int = 0
+    majority_correct: int = 0
+    majority_scored: int = 0
     versions_published: int = 0
     seconds: float = 0.0
-    outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
     def complete(self) -> bool:
         return self.reached + self.escalated == self.items
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.scored if self.scored else float("nan")
-
-
-def _uuid(*parts: str) -> uuid.UUID:
-    return uuid.uuid5(_DEMO_NAMESPACE, "|".join(parts))
-
-
-def demo_task(name: str, classes: list[str], run: str) -> TaskDefined:
-    return TaskDefined(
-        task_id=f"demo-{safe_id(name)}-{run}",
-        version=1,
-        title=f"Demo replay of {name}",
-        label_kind="categorical",
-        classes=tuple(classes),
-        initial_overlap=3,
-        policy=ConsensusPolicy(method="majority", min_labels=3, max_labels=5, threshold=0.5),
-    )
+    @staticmethod
+    def ratio(correct: int, total: int) -> str:
+        return f"{correct / total:.4f} ({correct}/{total})" if total else "n/a"
 
 
 async def run_demo(
@@ -98,49 +82,46 @@ async def run_demo(
     seed: int,
     timeout: float,
     start_services: bool,
+    method: Method = "ds",
+    threshold: float = 0.9,
 ) -> DemoResult:
     stack = StackSettings()
     answers = read_answers(dataset)
     truth = read_truth(dataset)
     if studies is not None:
-        keep = sorted({a.task.split("|")[0] for a in answers})[:studies]
-        kept = set(keep)
+        kept = set(sorted({a.task.split("|")[0] for a in answers})[:studies])
         answers = [a for a in answers if a.task.split("|")[0] in kept]
-    # A reader who answered the same task twice keeps the first answer (one label per reader).
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for answer in answers:
-        if (answer.worker, answer.task) not in seen:
-            seen.add((answer.worker, answer.task))
-            unique.append(answer)
-    items = sorted({a.task for a in unique})
-    run = await _cluster_run_id(stack)
-    task = demo_task(dataset.name, sorted({a.label for a in unique}), run)
-    result = DemoResult(items=len(items), labels=len(unique))
-    console.print(
-        f"[bold]Consilium demo[/bold]: {dataset.name}: {len(items)} items, "
-        f"{len(unique)} labels from {len({a.worker for a in unique})} readers"
+    plan = make_plan(
+        safe_id(dataset.name)[:40],
+        answers,
+        await _cluster_run_id(stack),
+        method=method,
+        threshold=threshold,
     )
-
+    result = DemoResult(items=len(plan.item_task), labels=len(plan.answers))
+    console.print(
+        f"[bold]Consilium demo[/bold]: {dataset.name}: {result.items} items in "
+        f"{len(plan.tasks)} task(s), {result.labels} labels from {len(plan.readers)} readers; "
+        f"method {method}, threshold {threshold}"
+    )
     launcher = Launcher(Path(".stack/logs"))
     started = time.monotonic()
     try:
         if start_services:
             newly = await launcher.ensure_running()
-            console.print(
-                f"services: {'started ' + ', '.join(newly) if newly else 'already running'}"
+            console.print(f"services: {'started ' + ', '.join(newly) if newly else 'running'}")
+        for task in plan.tasks.values():
+            await register_annotators(
+                service_settings("assignment").database_url,
+                task.task_id,
+                list(plan.readers),
+                "reader",
             )
-        await register_annotators(
-            service_settings("assignment").database_url,
-            task.task_id,
-            sorted({a.worker for a in unique}),
-            "reader",
-        )
-        await publish_task(stack, task, producer_name=CLIENT_ID)
-        await _register_items(stack, task, items)
-        await _wait_for_items(task, len(items), timeout)
-        await _replay(stack, task, unique, seed)
-        await _collect(stack, task, items, truth, result, timeout)
+            await publish_task(stack, task, producer_name=CLIENT_ID)
+        await _register_items(stack, plan)
+        await _wait_for_items(plan, timeout)
+        await _replay(stack, plan, seed)
+        await _collect(stack, plan, truth, result, timeout)
     finally:
         await launcher.stop()
     result.seconds = time.monotonic() - started
@@ -159,66 +140,57 @@ async def _cluster_run_id(stack: StackSettings) -> str:
     return safe_id(str(cluster["cluster_id"]))[:10]
 
 
-def _item_id(task: TaskDefined, dataset_task: str) -> str:
-    return safe_id(f"{task.task_id}/{dataset_task}")
-
-
-async def _register_items(stack: StackSettings, task: TaskDefined, items: list[str]) -> None:
+async def _register_items(stack: StackSettings, plan: DemoPlan) -> None:
     now = datetime.now(UTC)
     async with producer(stack) as client:
         futures = []
-        for item in items:
-            item_id = _item_id(task, item)
+        for item_id, task_id in sorted(plan.item_task.items()):
             event = ITEM_REGISTERED.wrap(
-                ItemRegistered(item_id=item_id, task_id=task.task_id, case_ref=f"case:{item_id}"),
+                ItemRegistered(item_id=item_id, task_id=task_id, case_ref=f"case:{item_id}"),
                 key=item_id,
                 producer=CLIENT_ID,
-                event_id=_uuid("item", task.task_id, item_id),
+                event_id=stable_uuid("item", item_id),
                 occurred_at=now,
-                correlation_id=_uuid("run", task.task_id),
+                correlation_id=stable_uuid("run", plan.run),
             )
             futures.append(await send(client, stack, ITEMS_REGISTERED, event))
         await asyncio.gather(*futures)
 
 
-async def _wait_for_items(task: TaskDefined, count: int, timeout: float) -> None:
+async def _wait_for_items(plan: DemoPlan, timeout: float) -> None:
     """Labels for items submission has not seen yet would be rejected: wait for them."""
-    from shared.db.pool import connect
-
     conn = await connect(service_settings("submission").database_url, "submission")
+    task_ids = list(plan.tasks)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            known = await conn.fetchval(
-                "SELECT count(*) FROM items WHERE task_id = $1", task.task_id
+            items = await conn.fetchval(
+                "SELECT count(*) FROM items WHERE task_id = ANY($1::text[])", task_ids
             )
-            has_task = await conn.fetchval(
-                "SELECT count(*) FROM tasks WHERE task_id = $1 AND version = $2",
-                task.task_id,
-                task.version,
+            tasks = await conn.fetchval(
+                "SELECT count(*) FROM tasks WHERE task_id = ANY($1::text[])", task_ids
             )
-            if known >= count and has_task:
+            if items >= len(plan.item_task) and tasks >= len(task_ids):
                 return
             await asyncio.sleep(0.5)
-        raise TimeoutError("submission did not register the demo items in time")
+        raise TimeoutError("submission did not register the demo's tasks and items in time")
     finally:
         await conn.close()
 
 
-async def _replay(
-    stack: StackSettings, task: TaskDefined, answers: list[Answer], seed: int
-) -> None:
-    order = list(answers)
+async def _replay(stack: StackSettings, plan: DemoPlan, seed: int) -> None:
+    order = list(plan.answers)
     random.Random(seed).shuffle(order)
     async with producer(stack) as client:
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("publishing labels", total=len(order))
             futures: list[Any] = []
             for answer in order:
-                item_id = _item_id(task, answer.task)
+                item_id = plan.item_id(answer.task)
+                task = plan.tasks[plan.item_task[item_id]]
                 now = datetime.now(UTC)
                 label = LabelSubmitted(
-                    annotation_id=_uuid("annotation", task.task_id, answer.worker, item_id),
+                    annotation_id=stable_uuid("annotation", answer.worker, item_id),
                     item_id=item_id,
                     task_id=task.task_id,
                     task_version=task.version,
@@ -231,9 +203,9 @@ async def _replay(
                     label,
                     key=item_id,
                     producer=CLIENT_ID,
-                    event_id=_uuid("label", task.task_id, answer.worker, item_id),
+                    event_id=stable_uuid("label", answer.worker, item_id),
                     occurred_at=now,
-                    correlation_id=_uuid("run", task.task_id),
+                    correlation_id=stable_uuid("run", plan.run),
                 )
                 futures.append(await send(client, stack, LABELS_SUBMITTED, event))
                 if len(futures) >= 1000:
@@ -245,24 +217,15 @@ async def _replay(
 
 
 async def _collect(
-    stack: StackSettings,
-    task: TaskDefined,
-    items: list[str],
-    truth: dict[str, str],
-    result: DemoResult,
-    timeout: float,
+    stack: StackSettings, plan: DemoPlan, truth: dict[str, str], result: DemoResult, timeout: float
 ) -> None:
     """Read the hospital and adjudication topics from the start until every item is in."""
-    wanted = {_item_id(task, item): item for item in items}
-    latest: dict[str, tuple[int, str | None]] = {}
+    latest: dict[str, tuple[int, Any]] = {}
     escalated: set[str] = set()
-    topics = [
-        CONSENSUS_LABELS.qualified(stack.topic_prefix),
-        ADJUDICATION_REQUESTED.qualified(stack.topic_prefix),
-    ]
     # No group: every partition is read from its beginning, nothing is committed.
     consumer = AIOKafkaConsumer(
-        *topics,
+        CONSENSUS_LABELS.qualified(stack.topic_prefix),
+        ADJUDICATION_REQUESTED.qualified(stack.topic_prefix),
         bootstrap_servers=stack.kafka_bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -273,22 +236,21 @@ async def _collect(
         deadline = time.monotonic() + timeout
         last_progress = time.monotonic()
         with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("waiting for consensus", total=len(wanted))
-            while time.monotonic() < deadline and len(latest.keys() | escalated) < len(wanted):
+            bar = progress.add_task("waiting for consensus", total=result.items)
+            while time.monotonic() < deadline and len(latest.keys() | escalated) < result.items:
                 if time.monotonic() - last_progress > STALL_S:
                     console.print(
-                        f"[red]no consensus arrived for {STALL_S:.0f}s[/red]: see .stack/logs/"
-                        " and `deploy/local/stack.sh status`"
+                        f"[red]nothing new for {STALL_S:.0f}s[/red]: see .stack/logs/ and "
+                        "`deploy/local/stack.sh status`"
                     )
                     break
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                if batches:
-                    last_progress = time.monotonic()
                 for records in batches.values():
+                    last_progress = time.monotonic()
                     for record in records:
                         event = REGISTRY.decode(record.value)
                         payload: Any = event.payload
-                        if payload.item_id not in wanted or payload.task_id != task.task_id:
+                        if payload.item_id not in plan.item_task:
                             continue
                         if event.event_type == "consensus.published":
                             result.versions_published += 1
@@ -299,13 +261,30 @@ async def _collect(
                 progress.update(bar, completed=len(latest.keys() | escalated))
     finally:
         await consumer.stop()
+    _score(plan, truth, latest, escalated, result)
+
+
+def _score(
+    plan: DemoPlan,
+    truth: dict[str, str],
+    latest: dict[str, tuple[int, Any]],
+    escalated: set[str],
+    result: DemoResult,
+) -> None:
+    majority = majority_vote(plan.answers)
     result.reached = len(latest)
     result.escalated = len(escalated - latest.keys())
-    for item_id, (_, label) in latest.items():
-        expected = truth.get(wanted[item_id])
-        if expected is not None:
+    for item_id, source in plan.item_source.items():
+        expected = truth.get(source)
+        if expected is None:
+            continue
+        result.majority_scored += 1
+        result.majority_correct += int(majority[source] == expected)
+        if item_id in latest:
             result.scored += 1
-            result.correct += int(label == expected)
+            result.correct += int(latest[item_id][1] == expected)
+        elif item_id in escalated:
+            result.escalated_majority_correct += int(majority[source] == expected)
 
 
 def _print(result: DemoResult, name: str) -> None:
@@ -318,8 +297,14 @@ def _print(result: DemoResult, name: str) -> None:
     table.add_row("consensus versions published", str(result.versions_published))
     table.add_row("escalated to adjudication", str(result.escalated))
     table.add_row("pending", str(result.items - result.reached - result.escalated))
+    table.add_row("accuracy of published consensus", result.ratio(result.correct, result.scored))
     table.add_row(
-        "accuracy vs truth (reached)", f"{result.accuracy:.4f} ({result.correct}/{result.scored})"
+        "majority vote on the escalated items",
+        result.ratio(result.escalated_majority_correct, result.escalated),
+    )
+    table.add_row(
+        "majority vote on every item (baseline)",
+        result.ratio(result.majority_correct, result.majority_scored),
     )
     table.add_row("wall time", f"{result.seconds:.1f} s")
     console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -112,13 +112,25 @@ def demo(
     start_services: Annotated[
         bool, typer.Option(help="start services that are not running")
     ] = True,
+    method: Annotated[str, typer.Option(help="consensus method: mv, weighted or ds")] = "ds",
+    threshold: Annotated[float, typer.Option(help="posterior confidence to reach")] = 0.9,
 ) -> None:
     """Replay a real multi-reader dataset through the running services and score it."""
     from services.cli.demo import run_demo
+    from services.cli.demo_plan import Method
+
+    if method not in ("mv", "weighted", "ds"):
+        raise typer.BadParameter("method is mv, weighted or ds", param_hint="--method")
 
     result = asyncio.run(
         run_demo(
-            dataset, studies=studies, seed=seed, timeout=timeout, start_services=start_services
+            dataset,
+            studies=studies,
+            seed=seed,
+            timeout=timeout,
+            start_services=start_services,
+            method=cast(Method, method),
+            threshold=threshold,
         )
     )
     raise typer.Exit(0 if result.complete else 1)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from services.consensus.handlers import routes
-from shared.runtime import ServiceDefinition
+from services.consensus.handlers import ConsensusHandlers
+from services.consensus.reliability_store import PgReliability
+from shared.runtime import Dependencies, ServiceDefinition, Wiring
+
+
+async def build(deps: Dependencies) -> Wiring:
+    """Load the reliability ledger before consuming; refresh it in the background."""
+    reliability = PgReliability()
+    await reliability.load(deps.pool)
+
+    async def refresh(stopping: asyncio.Event) -> None:
+        await reliability.run(deps.pool, stopping)
+
+    return Wiring(ConsensusHandlers(reliability).routes(), (refresh,))
+
 
 DEFINITION = ServiceDefinition(
-    name="consensus",
-    migrations=Path(__file__).parent / "migrations",
-    routes=lambda _deps: routes(),
+    name="consensus", migrations=Path(__file__).parent / "migrations", build=build
 )

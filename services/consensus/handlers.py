@@ -1,9 +1,13 @@
-"""Consensus handlers: fold each accepted label into the item's state, then decide."""
+"""Consensus handlers: fold each accepted label into its item with the engine, then act
+on the decision (publish, ask for one more label, or escalate)."""
 
 from __future__ import annotations
 
-from services.consensus.rule import decide
-from services.consensus.state import ItemState
+from services.consensus import engine
+from services.consensus.policies import decision_record, engine_policy, observation
+from services.consensus.reliability_store import PgReliability
+from services.consensus.scoped import TaskView, scoped_delta
+from services.consensus.state import TrackedItem
 from services.consensus.store import PgConsensusStore
 from shared.envelope import Envelope
 from shared.events import (
@@ -28,107 +32,146 @@ from shared.topics import (
 )
 
 WAITING = "waiting_for_task"
+PREFERRED_LIMIT = 5
 
 
-async def on_task_defined(ctx: HandlerContext, event: Envelope[TaskDefined]) -> None:
-    store = PgConsensusStore(ctx.conn)
-    task = event.payload
-    await store.save_task(task)
-    # Labels that arrived before their task's definition are decided now.
-    for item_id in await store.waiting_items(task.task_id, task.version):
-        loaded = await store.load(item_id)
-        if loaded is not None:
-            state, _, version = loaded
-            await _decide(ctx, store, item_id, task, state, WAITING, version)
+class ConsensusHandlers:
+    def __init__(self, reliability: PgReliability) -> None:
+        self.reliability = reliability
 
+    async def on_task_defined(self, ctx: HandlerContext, event: Envelope[TaskDefined]) -> None:
+        task = event.payload
+        engine_policy(task)  # a task the engine cannot decide is refused here, not per label
+        store = PgConsensusStore(ctx.conn)
+        await store.save_task(task)
+        # Labels that arrived before their task's definition are decided now.
+        for item_id in await store.waiting_items(task.task_id, task.version):
+            loaded = await store.load(item_id)
+            if loaded is not None:
+                tracked, _, version = loaded
+                await self._decide(ctx, store, task, tracked, None, version)
 
-async def on_label_accepted(ctx: HandlerContext, event: Envelope[LabelAccepted]) -> None:
-    store = PgConsensusStore(ctx.conn)
-    label = event.payload
-    loaded = await store.load(label.item_id)
-    state, status, version = loaded if loaded else (ItemState(), "open", 0)
-    if not state.apply(label):
-        return
-    task = await store.task(label.task_id, label.task_version)
-    if task is None:
-        await store.save(
-            label.item_id, label.task_id, label.task_version, state, WAITING, version, ctx.now
+    async def on_label_accepted(self, ctx: HandlerContext, event: Envelope[LabelAccepted]) -> None:
+        label = event.payload
+        store = PgConsensusStore(ctx.conn)
+        loaded = await store.load(label.item_id)
+        tracked, _, version = loaded if loaded else (TrackedItem.new(label.item_id), "open", 0)
+        observed = observation(label)
+        if tracked.engine.with_label(observed).labels == tracked.engine.labels:
+            return  # a stale revision or a label the item already holds
+        task = await store.task(label.task_id, label.task_version)
+        if task is None:
+            tracked.engine = tracked.engine.with_label(observed)
+            await store.save(
+                label.item_id, label.task_id, label.task_version, tracked, WAITING, version, ctx.now
+            )
+            return
+        await self._decide(ctx, store, task, tracked, observed, version)
+
+    async def _decide(
+        self,
+        ctx: HandlerContext,
+        store: PgConsensusStore,
+        task: TaskDefined,
+        tracked: TrackedItem,
+        observed: engine.LabelObservation | None,
+        version: int,
+    ) -> None:
+        policy = engine_policy(task)
+        view = TaskView(self.reliability.current, task.task_id)
+        result = (
+            engine.step(policy, tracked.engine, observed, view)
+            if observed is not None
+            else engine.rescore(policy, tracked.engine, view)
         )
-        return
-    await _decide(ctx, store, label.item_id, task, state, status, version)
+        item_id = tracked.engine.item_id
+        await self.reliability.record(ctx.conn, item_id, scoped_delta(task.task_id, result.delta))
+        tracked.engine = result.state
+        decision = result.decision
+        record = decision_record(decision)
+        await store.record_decision(item_id, record, ctx.now)
+        emit = ctx.emitter.emit
+        if decision.outcome == "reached":
+            contributors = sorted(decision.contributing_label_ids)
+            if (record.label, contributors) != (
+                tracked.published_label,
+                tracked.published_contributors,
+            ):
+                version += 1
+                tracked.published_label, tracked.published_contributors = record.label, contributors
+                emit(
+                    CONSENSUS_REACHED_EVENT,
+                    CONSENSUS_REACHED,
+                    ConsensusReached(
+                        item_id=item_id,
+                        task_id=task.task_id,
+                        task_version=task.version,
+                        consensus_version=version,
+                        decision=record,
+                        decided_at=ctx.now,
+                    ),
+                    key=item_id,
+                )
+            status = "reached"
+        elif decision.outcome == "needs_more":
+            if self._should_request(tracked, task):
+                tracked.requested_extra += 1
+                emit(
+                    ASSIGNMENT_REQUESTED,
+                    ASSIGNMENTS_REQUESTED,
+                    AssignmentRequested(
+                        item_id=item_id,
+                        task_id=task.task_id,
+                        reason=decision.reason,
+                        labels_so_far=len(tracked.engine.labels),
+                        exclude_annotators=tracked.annotators(),
+                        preferred_annotators=self._preferred(policy, tracked, view),
+                    ),
+                    key=item_id,
+                )
+            status = "open"
+        else:
+            if not tracked.escalated:
+                tracked.escalated = True
+                emit(
+                    ADJUDICATION_REQUESTED_EVENT,
+                    ADJUDICATION_REQUESTED,
+                    AdjudicationRequested(
+                        item_id=item_id,
+                        task_id=task.task_id,
+                        task_version=task.version,
+                        reason=decision.reason,
+                        decision=record,
+                    ),
+                    key=item_id,
+                )
+            status = "contested"
+        await store.save(item_id, task.task_id, task.version, tracked, status, version, ctx.now)
 
+    @staticmethod
+    def _should_request(tracked: TrackedItem, task: TaskDefined) -> bool:
+        """Ask for one more label only when the initial overlap is in and nothing extra
+        is outstanding, so a slow reader does not cause a flood of requests."""
+        labels = len(tracked.engine.labels)
+        outstanding = tracked.requested_extra - max(0, labels - task.initial_overlap)
+        return labels >= task.initial_overlap and outstanding <= 0
 
-async def _decide(
-    ctx: HandlerContext,
-    store: PgConsensusStore,
-    item_id: str,
-    task: TaskDefined,
-    state: ItemState,
-    status: str,
-    version: int,
-) -> None:
-    decision = decide(state.current(), task.policy)
-    await store.record_decision(item_id, decision, ctx.now)
-    labels_so_far = len(state.labels)
-    emit = ctx.emitter.emit
-    if decision.outcome == "reached":
-        contributors = sorted(str(i) for i in decision.contributing_label_ids)
-        if decision.label != state.last_label or contributors != state.last_contributors:
-            version += 1
-            state.last_label, state.last_contributors = decision.label, contributors
-            emit(
-                CONSENSUS_REACHED_EVENT,
-                CONSENSUS_REACHED,
-                ConsensusReached(
-                    item_id=item_id,
-                    task_id=task.task_id,
-                    task_version=task.version,
-                    consensus_version=version,
-                    decision=decision,
-                    decided_at=ctx.now,
-                ),
-                key=item_id,
-            )
-        status = "reached"
-    elif decision.outcome == "needs_more":
-        # The initial overlap is already on its way; ask only when nothing is outstanding.
-        outstanding = state.requested_extra - max(0, labels_so_far - task.initial_overlap)
-        if labels_so_far >= task.initial_overlap and outstanding <= 0:
-            state.requested_extra += 1
-            emit(
-                ASSIGNMENT_REQUESTED,
-                ASSIGNMENTS_REQUESTED,
-                AssignmentRequested(
-                    item_id=item_id,
-                    task_id=task.task_id,
-                    reason="below the consensus threshold",
-                    labels_so_far=labels_so_far,
-                    exclude_annotators=state.annotators(),
-                ),
-                key=item_id,
-            )
-        status = "open"
-    else:
-        if not state.escalated:
-            state.escalated = True
-            emit(
-                ADJUDICATION_REQUESTED_EVENT,
-                ADJUDICATION_REQUESTED,
-                AdjudicationRequested(
-                    item_id=item_id,
-                    task_id=task.task_id,
-                    task_version=task.version,
-                    reason="no consensus within the label budget",
-                    decision=decision,
-                ),
-                key=item_id,
-            )
-        status = "contested"
-    await store.save(item_id, task.task_id, task.version, state, status, version, ctx.now)
+    def _preferred(
+        self, policy: engine.ConsensusPolicy, tracked: TrackedItem, view: TaskView
+    ) -> tuple[str, ...]:
+        """Known annotators not on the item, highest expected information first."""
+        if policy.kind not in ("binary", "categorical", "ordinal"):
+            return ()
+        known = sorted(
+            {key[1] for key in self.reliability.current.entries if key[0] == view.task_id} - {""}
+        )
+        ranked = engine.preferred_annotators(
+            policy, tracked.engine, known, view, limit=PREFERRED_LIMIT
+        )
+        return tuple(annotator for annotator, _ in ranked)
 
-
-def routes() -> list[Route]:
-    return [
-        Route(TASKS_DEFINED, TASK_DEFINED, on_task_defined),
-        Route(LABELS_ACCEPTED, LABEL_ACCEPTED, on_label_accepted),
-    ]
+    def routes(self) -> list[Route]:
+        return [
+            Route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
+            Route(LABELS_ACCEPTED, LABEL_ACCEPTED, self.on_label_accepted),
+        ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from services.consensus.state import ItemState
+from services.consensus.state import TrackedItem
 from shared.events import DecisionRecord, TaskDefined
 
 
@@ -30,7 +30,7 @@ class PgConsensusStore:
         )
         return TaskDefined.model_validate(row) if row is not None else None
 
-    async def load(self, item_id: str) -> tuple[ItemState, str, int] | None:
+    async def load(self, item_id: str) -> tuple[TrackedItem, str, int] | None:
         """The item's state, status and consensus version, locked for this transaction."""
         row = await self.conn.fetchrow(
             """SELECT state, status, consensus_version FROM item_state
@@ -39,14 +39,14 @@ class PgConsensusStore:
         )
         if row is None:
             return None
-        return ItemState.from_json(row["state"]), row["status"], row["consensus_version"]
+        return TrackedItem.from_json(row["state"]), row["status"], row["consensus_version"]
 
     async def save(
         self,
         item_id: str,
         task_id: str,
         task_version: int,
-        state: ItemState,
+        state: TrackedItem,
         status: str,
         consensus_version: int,
         now: datetime,

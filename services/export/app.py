@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.export.handlers import routes
-from shared.runtime import ServiceDefinition
+from shared.runtime import Dependencies, ServiceDefinition, Wiring
+
+
+async def build(deps: Dependencies) -> Wiring:
+    return Wiring(routes())
+
 
 DEFINITION = ServiceDefinition(
-    name="export",
-    migrations=Path(__file__).parent / "migrations",
-    routes=lambda _deps: routes(),
+    name="export", migrations=Path(__file__).parent / "migrations", build=build
 )

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import Field
 
 from shared.events.base import InternalPayload
 
+ConsensusValue = str | float | list[str]
+
 
 class DecisionRecord(InternalPayload):
-    """Everything needed to explain and replay one consensus decision."""
+    """Everything needed to explain and replay one consensus decision.
+
+    distribution: posterior probability per value; votes: labels per value; agreement:
+    observed pairwise agreement among the item's readers; parameters: the complete policy
+    (method, thresholds, priors); reliability_version: the digest of the annotator
+    reliability snapshot the decision used, so replay is exact.
+    """
 
     outcome: Literal["reached", "needs_more", "contested"]
-    label: str | None
+    label: ConsensusValue | None
     confidence: float
     distribution: dict[str, float]
     agreement: float
     contributing_label_ids: tuple[UUID, ...]
     method: str
     method_version: str
-    parameters: dict[str, float | int | str | list[str]]
+    parameters: dict[str, Any]
     reliability_version: str = "none"
+    votes: dict[str, float] = Field(default_factory=dict)
+    n_annotators: int = 0
+    reason: str = ""
+    policy_digest: str = ""
 
 
 class ConsensusReached(InternalPayload):
@@ -58,13 +70,13 @@ class ConsensusPublished(InternalPayload):
     task_version: int
     version: int = Field(ge=1)
     supersedes_version: int | None = None
-    label: str | None
+    label: ConsensusValue | None
     confidence: float
     distribution: dict[str, float]
     agreement: float
     method: str
     method_version: str
-    parameters: dict[str, float | int | str | list[str]]
+    parameters: dict[str, Any]
     contributing_label_ids: tuple[UUID, ...]
     decided_at: datetime
     provenance_sha256: str

@@ -13,13 +13,23 @@ Identifier = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/|\-]+$
 
 
 class ConsensusPolicy(InternalPayload):
-    """How the consensus service decides an item of this task."""
+    """How the consensus service decides an item of this task (see docs/CONSENSUS.md).
 
-    method: str = "majority"
+    method: mv (majority vote), weighted (one-coin reliability weights), ds (online
+    Dawid-Skene) for categorical and ordinal tasks; median or robust for numeric ones.
+    An item is reached at `threshold` posterior confidence with at least `min_labels`
+    labels, contested at `max_labels` without it, or at once when a reader reports one of
+    `critical_labels` (mode "any") or disagrees with the consensus on one ("dissent").
+    """
+
+    method: Literal["mv", "weighted", "ds", "median", "robust"] = "ds"
     min_labels: int = Field(3, ge=1, le=50)
     max_labels: int = Field(5, ge=1, le=50)
-    threshold: float = Field(0.5, gt=0.0, le=1.0)
+    threshold: float = Field(0.95, gt=0.0, le=1.0)
     critical_labels: tuple[str, ...] = ()
+    critical_mode: Literal["any", "dissent"] = "any"
+    max_spread: int | None = Field(None, ge=0)
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _bounds(self) -> ConsensusPolicy:

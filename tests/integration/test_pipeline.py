@@ -70,7 +70,8 @@ async def test_three_labels_come_out_as_one_consensus_on_the_hospital_topic(
     published = _decoded(record).payload
     assert published.label == "1"
     assert published.version == 1 and published.supersedes_version is None
-    assert published.distribution == {"0": pytest.approx(1 / 3), "1": pytest.approx(2 / 3)}
+    assert published.distribution["1"] == pytest.approx(0.75)  # mv, 2 of 3 at accuracy 0.75
+    assert published.method == "mv" and published.method_version.startswith("consilium-engine/")
     assert set(published.contributing_label_ids) == {label_id_for(e.event_id) for e in labels}
     assert len(published.provenance_sha256) == 64
 

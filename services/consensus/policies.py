@@ -1,0 +1,87 @@
+"""From a task definition to the engine's policy, and from events to observations (pure)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from services.consensus import engine
+from shared.events import LabelAccepted, TaskDefined
+from shared.events.consensus import ConsensusValue, DecisionRecord
+
+
+def engine_policy(task: TaskDefined) -> engine.ConsensusPolicy:
+    """The engine policy a task's definition asks for."""
+    policy = task.policy
+    kind: engine.policy.Kind
+    classes: tuple[str, ...] = task.classes
+    if task.label_kind == "categorical":
+        kind = "binary" if len(task.classes) == 2 else "categorical"
+    elif task.label_kind == "ordinal":
+        kind = "ordinal"
+        low, high = task.ordinal_range or (0, 0)
+        classes = tuple(str(grade) for grade in range(low, high + 1))
+    else:
+        kind = "numeric"
+    critical = (
+        engine.CriticalRule(policy.critical_labels, policy.critical_mode)
+        if policy.critical_labels
+        else None
+    )
+    return engine.ConsensusPolicy(
+        method=policy.method,
+        kind=kind,
+        classes=classes,
+        min_labels=policy.min_labels,
+        max_labels=policy.max_labels,
+        threshold=policy.threshold,
+        critical=critical,
+        max_spread=policy.max_spread,
+        params=dict(policy.params),
+    )
+
+
+def observation(label: LabelAccepted) -> engine.LabelObservation:
+    value = label.value
+    observed: str | float
+    if value.kind == "categorical":
+        observed = value.label
+    elif value.kind == "ordinal":
+        observed = str(value.grade)
+    else:
+        observed = value.measurement
+    return engine.LabelObservation(
+        label_id=str(label.label_id),
+        annotator_id=label.annotator_id,
+        value=observed,
+        annotation_id=str(label.annotation_id),
+        revision=label.revision,
+    )
+
+
+def decision_record(decision: engine.Decision) -> DecisionRecord:
+    """The engine's decision as it travels in events."""
+    label: ConsensusValue | None
+    if decision.label is None:
+        label = None
+    elif isinstance(decision.label, tuple):
+        label = [str(v) for v in decision.label]
+    elif isinstance(decision.label, float | int):
+        label = float(decision.label)
+    else:
+        label = str(decision.label)
+    return DecisionRecord(
+        outcome=decision.outcome,
+        label=label,
+        confidence=decision.confidence,
+        distribution=dict(decision.distribution),
+        agreement=decision.agreement,
+        contributing_label_ids=tuple(UUID(i) for i in decision.contributing_label_ids),
+        method=decision.method,
+        method_version=decision.method_version,
+        parameters=dict(decision.parameters),
+        reliability_version=decision.reliability_version,
+        votes=dict(decision.votes),
+        n_annotators=decision.n_annotators,
+        reason=decision.reason,
+        policy_digest=decision.policy_digest,
+    )

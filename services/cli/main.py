@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.consensus.evaluation.cli import eval_command
 from shared.settings import SERVICES, StackSettings, service_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -136,12 +137,4 @@ def demo(
     raise typer.Exit(0 if result.complete else 1)
 
 
-def _register_optional_commands() -> None:
-    try:
-        from services.consensus.evaluation.cli import eval_command
-    except ImportError:  # the evaluation harness needs the dev extras (crowd-kit)
-        return
-    app.command("eval")(eval_command)
-
-
-_register_optional_commands()
+app.command("eval")(eval_command)

@@ -1,8 +1,8 @@
 """Fixtures that talk to the real Kafka, PostgreSQL and Redis of deploy/local.
 
 Nothing here skips: when a server is missing the session fails with the command that
-starts it. Every session uses the `consilium_test` database (tables emptied first) and its
-own topic prefix, so runs never see each other's events.
+starts it. Every session uses the `consilium_test` database and its own topic prefix and
+consumer groups, so runs never see each other's events.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.db.migrate import migrate
-from shared.db.pool import connect
 from shared.envelope import Envelope
 from shared.kafka.admin import delete_topics, ensure_topics
 from shared.runtime import ServiceRuntime
@@ -49,7 +48,7 @@ async def stack() -> AsyncIterator[StackSettings]:
     settings = StackSettings(topic_prefix=f"t{uuid.uuid4().hex[:8]}.")
     await _require_servers(settings)
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
-    await _reset_test_database()
+    await _migrate_test_database()
     yield settings
     await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
 
@@ -76,28 +75,14 @@ async def _require_servers(settings: StackSettings) -> None:
         await producer.stop()
 
 
-async def _reset_test_database() -> None:
-    """Apply migrations, then empty every table but the migration ledger."""
+async def _migrate_test_database() -> None:
+    """Apply migrations. Tables are not emptied: every test makes its own ids, so sessions
+    running side by side (or one after another) never see each other's rows."""
     from services.cli.registry import definition
 
     for name in SERVICES:
         spec = definition(name)
         await migrate(dsn_for(name), name, spec.migrations)
-        conn = await connect(dsn_for(name), name)
-        try:
-            tables = [
-                r["tablename"]
-                for r in await conn.fetch(
-                    """SELECT tablename FROM pg_tables
-                       WHERE schemaname = $1 AND tablename <> 'schema_migrations'""",
-                    name,
-                )
-            ]
-            if tables:
-                # Append-only triggers forbid DELETE, not TRUNCATE: tests start from empty.
-                await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
-        finally:
-            await conn.close()
 
 
 def settings_for(service: str, **overrides: Any) -> ServiceSettings:

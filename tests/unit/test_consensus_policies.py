@@ -1,0 +1,70 @@
+"""From task definitions and accepted labels to the engine, and back to events."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+from services.consensus import engine
+from services.consensus.engine.reliability import ReliabilityDelta, ReliabilitySnapshot
+from services.consensus.policies import decision_record, engine_policy, observation
+from services.consensus.scoped import TaskView, scoped_delta
+from shared.events import ConsensusPolicy, LabelAccepted
+from tests import factories
+
+
+def test_a_two_class_categorical_task_is_a_binary_engine_policy() -> None:
+    policy = engine_policy(factories.task("t", policy=ConsensusPolicy(method="ds")))
+    assert (policy.kind, policy.method, policy.classes) == ("binary", "ds", ("0", "1"))
+
+
+def test_an_ordinal_task_lists_its_grades_as_classes() -> None:
+    task = factories.task("birads", label_kind="ordinal", classes=(), ordinal_range=(1, 5))
+    assert engine_policy(task).classes == ("1", "2", "3", "4", "5")
+
+
+def test_critical_labels_become_the_engines_critical_rule() -> None:
+    task = factories.task(
+        "ptx", policy=ConsensusPolicy(critical_labels=("1",), critical_mode="dissent")
+    )
+    assert engine_policy(task).critical == engine.CriticalRule(("1",), "dissent")
+
+
+def test_a_policy_the_engine_cannot_apply_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not apply"):
+        engine_policy(factories.task("t", policy=ConsensusPolicy(method="median")))
+
+
+def _accepted(value: str) -> LabelAccepted:
+    submitted = factories.label_event("item-1", "t", "reader-a", value).payload
+    return LabelAccepted(
+        label_id=uuid.uuid4(),
+        received_at=factories.NOW,
+        raw_sha256="0" * 64,
+        **submitted.model_dump(exclude={"time_spent_ms"}),
+    )
+
+
+def test_a_decision_travels_with_its_complete_record() -> None:
+    task = factories.task("t", policy=ConsensusPolicy(method="mv", min_labels=1, threshold=0.5))
+    policy = engine_policy(task)
+    label = _accepted("1")
+    result = engine.step(
+        policy, engine.ItemState.new("item-1"), observation(label), ReliabilitySnapshot.empty()
+    )
+    record = decision_record(result.decision)
+    assert record.outcome == "reached" and record.label == "1"
+    assert record.contributing_label_ids == (label.label_id,)
+    assert record.parameters == policy.to_dict()
+    assert record.policy_digest == policy.digest
+    assert record.reliability_version == ReliabilitySnapshot.empty().version
+
+
+def test_each_task_reads_and_writes_its_own_reliability_scope() -> None:
+    delta = ReliabilityDelta({("", "reader-a", 1): np.asarray([5, 0], dtype=np.int64)})
+    snapshot = ReliabilitySnapshot.from_entries(scoped_delta("chest", delta).entries)
+    assert TaskView(snapshot, "chest").entry(("", "reader-a", 1)) is not None
+    assert TaskView(snapshot, "other").entry(("", "reader-a", 1)) is None
+    assert TaskView(snapshot, "other").version == snapshot.version

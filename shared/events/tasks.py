@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.events.base import InternalPayload
 
@@ -22,7 +22,8 @@ class ConsensusPolicy(InternalPayload):
     `critical_labels` (mode "any") or disagrees with the consensus on one ("dissent").
     """
 
-    method: Literal["mv", "weighted", "ds", "median", "robust"] = "ds"
+    # "majority" is the name definitions used before the engine; it is read as "mv".
+    method: Literal["mv", "weighted", "ds", "median", "robust", "majority"] = "ds"
     min_labels: int = Field(3, ge=1, le=50)
     max_labels: int = Field(5, ge=1, le=50)
     threshold: float = Field(0.95, gt=0.0, le=1.0)
@@ -30,6 +31,12 @@ class ConsensusPolicy(InternalPayload):
     critical_mode: Literal["any", "dissent"] = "any"
     max_spread: int | None = Field(None, ge=0)
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _legacy_method_names(cls, value: object) -> object:
+        # Task definitions written before the engine named majority vote "majority".
+        return "mv" if value == "majority" else value
 
     @model_validator(mode="after")
     def _bounds(self) -> ConsensusPolicy:

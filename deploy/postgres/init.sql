@@ -64,6 +64,13 @@ ALTER ROLE consilium_export     SET search_path = export;
 GRANT consilium_assignment, consilium_submission, consilium_consensus, consilium_export
    TO consilium_admin;
 
+-- The owner of the audit log: nobody logs in as it, so no service can alter, disable or
+-- drop what it appended (schemas.psql creates the audit schema it owns).
+SELECT 'CREATE ROLE consilium_audit'
+ WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'consilium_audit')
+\gexec
+ALTER ROLE consilium_audit NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
+
 -- Databases: the development database and the one the integration tests use.
 -- CREATE DATABASE cannot run in a function or transaction, hence \gexec.
 SELECT format('CREATE DATABASE %I', d)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.export_cmd import export_command, replay_command
 from services.consensus.evaluation.cli import eval_command
 from shared.settings import SERVICES, StackSettings, service_settings
 
@@ -138,3 +139,5 @@ def demo(
 
 
 app.command("eval")(eval_command)
+app.command("export")(export_command)
+app.command("replay")(replay_command)

@@ -88,7 +88,7 @@ class ConsensusHandlers:
         await self.reliability.record(ctx.conn, item_id, scoped_delta(task.task_id, result.delta))
         tracked.engine = result.state
         decision = result.decision
-        record = decision_record(decision)
+        record = decision_record(decision, tracked.engine)
         await store.record_decision(item_id, record, ctx.now)
         emit = ctx.emitter.emit
         if decision.outcome == "reached":
@@ -106,6 +106,7 @@ class ConsensusHandlers:
                         item_id=item_id,
                         task_id=task.task_id,
                         task_version=task.version,
+                        guideline_version=task.guideline_version,
                         consensus_version=version,
                         decision=record,
                         decided_at=ctx.now,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from services.consensus import engine
-from shared.events import LabelAccepted, TaskDefined
+from shared.events import LabelAccepted, LabelValue, TaskDefined
 from shared.events.consensus import ConsensusValue, DecisionRecord
 
 
@@ -21,14 +21,15 @@ def engine_policy(task: TaskDefined) -> engine.ConsensusPolicy:
         low, high = task.ordinal_range or (0, 0)
         classes = tuple(str(grade) for grade in range(low, high + 1))
     else:
-        kind = "numeric"
+        kind = task.label_kind
+    method: engine.policy.Method = "mv" if policy.method == "majority" else policy.method
     critical = (
         engine.CriticalRule(policy.critical_labels, policy.critical_mode)
         if policy.critical_labels
         else None
     )
     return engine.ConsensusPolicy(
-        method=policy.method,
+        method=method,
         kind=kind,
         classes=classes,
         min_labels=policy.min_labels,
@@ -40,26 +41,36 @@ def engine_policy(task: TaskDefined) -> engine.ConsensusPolicy:
     )
 
 
-def observation(label: LabelAccepted) -> engine.LabelObservation:
-    value = label.value
-    observed: str | float
+def engine_value(value: LabelValue) -> engine.LabelValue:
+    """A label value as the engine reads it."""
     if value.kind == "categorical":
-        observed = value.label
-    elif value.kind == "ordinal":
-        observed = str(value.grade)
-    else:
-        observed = value.measurement
+        return value.label
+    if value.kind == "ordinal":
+        return str(value.grade)
+    if value.kind == "numeric":
+        return value.measurement
+    if value.kind == "multilabel":
+        return tuple(value.findings)
+    return tuple(
+        (box.x0, box.y0, box.x1, box.y1, *((box.label,) if box.label else ()))
+        for box in value.boxes
+    )
+
+
+def observation(label: LabelAccepted) -> engine.LabelObservation:
     return engine.LabelObservation(
         label_id=str(label.label_id),
         annotator_id=label.annotator_id,
-        value=observed,
+        value=engine_value(label.value),
         annotation_id=str(label.annotation_id),
         revision=label.revision,
     )
 
 
-def decision_record(decision: engine.Decision) -> DecisionRecord:
-    """The engine's decision as it travels in events."""
+def decision_record(decision: engine.Decision, state: engine.ItemState) -> DecisionRecord:
+    """The engine's decision as it travels in events, naming the readers behind it."""
+    contributing = set(decision.contributing_label_ids)
+    readers = sorted({obs.annotator_id for obs in state.labels if obs.label_id in contributing})
     label: ConsensusValue | None
     if decision.label is None:
         label = None
@@ -84,4 +95,5 @@ def decision_record(decision: engine.Decision) -> DecisionRecord:
         n_annotators=decision.n_annotators,
         reason=decision.reason,
         policy_digest=decision.policy_digest,
+        contributing_annotators=tuple(readers),
     )

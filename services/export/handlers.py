@@ -35,6 +35,7 @@ async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusRea
         item_id=reached.item_id,
         task_id=reached.task_id,
         task_version=reached.task_version,
+        guideline_version=reached.guideline_version,
         version=version,
         supersedes_version=current["version"] if current else None,
         label=decision.label,
@@ -45,6 +46,9 @@ async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusRea
         method_version=decision.method_version,
         parameters=decision.parameters,
         contributing_label_ids=decision.contributing_label_ids,
+        contributing_annotators=decision.contributing_annotators,
+        reason=decision.reason,
+        reliability_version=decision.reliability_version,
         decided_at=reached.decided_at,
         provenance_sha256=provenance_digest(
             reached.item_id, reached.task_id, reached.task_version, decision.model_dump(mode="json")

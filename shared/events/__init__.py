@@ -12,11 +12,16 @@ from shared.events.consensus import (
 )
 from shared.events.items import AssignmentIssued, AssignmentRequested, ItemRegistered
 from shared.events.labels import (
+    Box,
+    BoxesValue,
     CategoricalValue,
     LabelAccepted,
     LabelRejected,
+    LabelRetracted,
+    LabelRetractionSubmitted,
     LabelSubmitted,
     LabelValue,
+    MultiLabelValue,
     NumericValue,
     OrdinalValue,
     RejectionCode,
@@ -42,7 +47,11 @@ ITEM_REGISTERED = EventSpec("item.registered", 1, ItemRegistered)
 ASSIGNMENT_REQUESTED = EventSpec("assignment.requested", 1, AssignmentRequested)
 ASSIGNMENT_ISSUED = EventSpec("assignment.issued", 1, AssignmentIssued)
 LABEL_SUBMITTED = EventSpec("label.submitted", 1, LabelSubmitted, ingress=True)
+LABEL_RETRACTION_SUBMITTED = EventSpec(
+    "label.retraction_submitted", 1, LabelRetractionSubmitted, ingress=True
+)
 LABEL_ACCEPTED = EventSpec("label.accepted", 1, LabelAccepted)
+LABEL_RETRACTED = EventSpec("label.retracted", 1, LabelRetracted)
 LABEL_REJECTED = EventSpec("label.rejected", 1, LabelRejected)
 CONSENSUS_REACHED_EVENT = EventSpec("consensus.reached", 1, ConsensusReached)
 ADJUDICATION_REQUESTED_EVENT = EventSpec("adjudication.requested", 1, AdjudicationRequested)
@@ -56,7 +65,9 @@ REGISTRY = EventRegistry(
         ASSIGNMENT_REQUESTED,
         ASSIGNMENT_ISSUED,
         LABEL_SUBMITTED,
+        LABEL_RETRACTION_SUBMITTED,
         LABEL_ACCEPTED,
+        LABEL_RETRACTED,
         LABEL_REJECTED,
         CONSENSUS_REACHED_EVENT,
         ADJUDICATION_REQUESTED_EVENT,
@@ -81,12 +92,19 @@ TOPIC_EVENTS: dict[str, EventSpec] = {  # type: ignore[type-arg]
 }
 
 
+# Further event types a topic carries besides its main one (same key, same order).
+TOPIC_EXTRA_EVENTS: dict[str, tuple[EventSpec, ...]] = {  # type: ignore[type-arg]
+    LABELS_SUBMITTED.name: (LABEL_RETRACTION_SUBMITTED,),
+    LABELS_ACCEPTED.name: (LABEL_RETRACTED,),
+}
+
+
 def topic_of(spec: EventSpec) -> Topic:  # type: ignore[type-arg]
     """The topic an event type is published on."""
     from shared.topics import by_name
 
     for name, candidate in TOPIC_EVENTS.items():
-        if candidate is spec:
+        if candidate is spec or spec in TOPIC_EXTRA_EVENTS.get(name, ()):
             return by_name(name)
     raise KeyError(spec.event_type)
 
@@ -94,10 +112,13 @@ def topic_of(spec: EventSpec) -> Topic:  # type: ignore[type-arg]
 __all__ = [
     "REGISTRY",
     "TOPIC_EVENTS",
+    "TOPIC_EXTRA_EVENTS",
     "AdjudicationRequested",
     "AnnotatorSkillEstimated",
     "AssignmentIssued",
     "AssignmentRequested",
+    "Box",
+    "BoxesValue",
     "CategoricalValue",
     "ConsensusPolicy",
     "ConsensusPublished",
@@ -106,8 +127,11 @@ __all__ = [
     "ItemRegistered",
     "LabelAccepted",
     "LabelRejected",
+    "LabelRetracted",
+    "LabelRetractionSubmitted",
     "LabelSubmitted",
     "LabelValue",
+    "MultiLabelValue",
     "NumericValue",
     "OrdinalValue",
     "RejectionCode",

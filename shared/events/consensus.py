@@ -36,12 +36,15 @@ class DecisionRecord(InternalPayload):
     n_annotators: int = 0
     reason: str = ""
     policy_digest: str = ""
+    # Pseudonymous ids of the readers behind contributing_label_ids (for provenance).
+    contributing_annotators: tuple[str, ...] = ()
 
 
 class ConsensusReached(InternalPayload):
     item_id: str
     task_id: str
     task_version: int
+    guideline_version: str = ""
     consensus_version: int = Field(ge=1)
     decision: DecisionRecord
     decided_at: datetime
@@ -68,6 +71,7 @@ class ConsensusPublished(InternalPayload):
     item_id: str
     task_id: str
     task_version: int
+    guideline_version: str = ""
     version: int = Field(ge=1)
     supersedes_version: int | None = None
     label: ConsensusValue | None
@@ -78,5 +82,8 @@ class ConsensusPublished(InternalPayload):
     method_version: str
     parameters: dict[str, Any]
     contributing_label_ids: tuple[UUID, ...]
+    contributing_annotators: tuple[str, ...] = ()
+    reason: str = ""
+    reliability_version: str = "none"
     decided_at: datetime
     provenance_sha256: str

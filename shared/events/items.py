@@ -18,6 +18,9 @@ class ItemRegistered(InternalPayload):
     case_ref: str = Field(min_length=1, max_length=500)
     priority: int = Field(0, ge=0, le=100)
     site: str | None = None
+    # The image's size in pixels, for tasks whose boxes are in pixel coordinates.
+    image_width: float | None = Field(None, gt=0)
+    image_height: float | None = Field(None, gt=0)
 
 
 class AssignmentRequested(InternalPayload):

@@ -30,7 +30,36 @@ class NumericValue(IngressPayload):
     unit: str = Field("", max_length=32)
 
 
-LabelValue = Annotated[CategoricalValue | OrdinalValue | NumericValue, Field(discriminator="kind")]
+class MultiLabelValue(IngressPayload):
+    """The findings a reader reports present; every other finding of the task is absent."""
+
+    kind: Literal["multilabel"] = "multilabel"
+    findings: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = Field(
+        (), max_length=200
+    )
+
+
+class Box(IngressPayload):
+    """An axis-aligned box, x0 < x1 and y0 < y1, in the task's coordinate space."""
+
+    x0: float = Field(allow_inf_nan=False)
+    y0: float = Field(allow_inf_nan=False)
+    x1: float = Field(allow_inf_nan=False)
+    y1: float = Field(allow_inf_nan=False)
+    label: str | None = Field(None, min_length=1, max_length=200)
+
+
+class BoxesValue(IngressPayload):
+    """Every box a reader drew on an image; an empty list means "nothing to box"."""
+
+    kind: Literal["boxes"] = "boxes"
+    boxes: tuple[Box, ...] = Field((), max_length=1000)
+
+
+LabelValue = Annotated[
+    CategoricalValue | OrdinalValue | NumericValue | MultiLabelValue | BoxesValue,
+    Field(discriminator="kind"),
+]
 
 
 class LabelSubmitted(IngressPayload):
@@ -47,6 +76,27 @@ class LabelSubmitted(IngressPayload):
     value: LabelValue
     labeled_at: AwareDatetime
     time_spent_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000)
+    # Free text for the adjudicator; checked for PHI like every free-text field.
+    comment: str | None = Field(None, max_length=2000)
+
+
+class LabelRetractionSubmitted(IngressPayload):
+    """An annotator withdraws an annotation: a revision with no value. Strict like labels.
+
+    The retraction is revision `revision` of `annotation_id`; a later revision brings the
+    annotation back, an earlier one arriving late stays superseded.
+    """
+
+    annotation_id: UUID
+    revision: int = Field(ge=1)
+    item_id: Identifier
+    task_id: Identifier
+    task_version: int = Field(ge=1)
+    annotator_id: Identifier
+    client_id: Identifier
+    assignment_id: UUID | None = None
+    retracted_at: AwareDatetime
+    reason: str | None = Field(None, max_length=2000)
 
 
 class LabelAccepted(InternalPayload):
@@ -65,6 +115,34 @@ class LabelAccepted(InternalPayload):
     labeled_at: datetime
     received_at: datetime
     raw_sha256: str
+    # Provenance added with signed ingress; absent on events written before it.
+    guideline_version: str | None = None
+    key_id: str | None = None
+    signed_at: datetime | None = None
+    time_spent_ms: int | None = None
+    # True when a higher revision of the annotation was already stored: the label is kept
+    # and forwarded, and "latest revision wins" keeps it out of the consensus.
+    superseded: bool = False
+
+
+class LabelRetracted(InternalPayload):
+    """An accepted retraction: consensus drops `annotation_id` unless it holds a higher
+    revision of it, and remembers the retraction against lower revisions arriving late."""
+
+    label_id: UUID
+    annotation_id: UUID
+    revision: int
+    item_id: str
+    task_id: str
+    task_version: int
+    annotator_id: str
+    client_id: str
+    assignment_id: UUID | None = None
+    retracted_at: datetime
+    received_at: datetime
+    raw_sha256: str
+    key_id: str | None = None
+    superseded: bool = False
 
 
 class RejectionCode(StrEnum):
@@ -81,7 +159,24 @@ class RejectionCode(StrEnum):
     VALUE_NOT_ALLOWED = "value_not_allowed"
     UNKNOWN_ITEM = "unknown_item"
     ITEM_TASK_MISMATCH = "item_task_mismatch"
+    # Kept so that old rejection events still decode; no longer emitted (late revisions
+    # are kept as superseded, see docs/SUBMISSION.md).
     STALE_REVISION = "stale_revision"
+    REVISION_CONFLICT = "revision_conflict"
+    ANNOTATION_MISMATCH = "annotation_mismatch"
+    INVALID_GEOMETRY = "invalid_geometry"
+    NO_ASSIGNMENT = "no_assignment"
+    ASSIGNMENT_EXPIRED = "assignment_expired"
+    ASSIGNMENT_MISMATCH = "assignment_mismatch"
+    UNSIGNED = "unsigned"
+    UNKNOWN_KEY = "unknown_key"
+    KEY_REVOKED = "key_revoked"
+    BAD_SIGNATURE = "bad_signature"
+    SIGNATURE_EXPIRED = "signature_expired"
+    REPLAYED = "replayed"
+    CLIENT_MISMATCH = "client_mismatch"
+    ANNOTATOR_NOT_ALLOWED = "annotator_not_allowed"
+    PHI_SUSPECTED = "phi_suspected"
 
 
 class LabelRejected(InternalPayload):
@@ -97,3 +192,4 @@ class LabelRejected(InternalPayload):
     source_topic: str
     source_partition: int
     source_offset: int
+    key_id: str | None = None

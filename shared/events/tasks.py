@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from shared.events.base import InternalPayload
 
-LabelKind = Literal["categorical", "ordinal", "numeric"]
+LabelKind = Literal["categorical", "ordinal", "numeric", "multilabel", "boxes"]
 Identifier = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/|\-]+$")
 
 
@@ -46,7 +46,14 @@ class ConsensusPolicy(InternalPayload):
 
 
 class TaskDefined(InternalPayload):
-    """A version of a task: label kind, allowed values, guideline and consensus policy."""
+    """A version of a task: label kind, allowed values, guideline and consensus policy.
+
+    classes are the allowed labels (categorical), the findings (multilabel) or the
+    allowed box labels (boxes; none declared means boxes carry no label). Boxes are in
+    `box_coordinates`: "normalized" ([0, 1] on both axes) or "pixels" (within the item's
+    registered image size). `require_assignment` makes submission accept a label only from
+    an annotator holding a live assignment for the item (docs/SUBMISSION.md).
+    """
 
     task_id: str = Identifier
     version: int = Field(ge=1)
@@ -58,6 +65,9 @@ class TaskDefined(InternalPayload):
     guideline_version: str = Field("1", max_length=100)
     initial_overlap: int = Field(3, ge=1, le=50)
     policy: ConsensusPolicy = ConsensusPolicy()
+    require_assignment: bool = True
+    box_coordinates: Literal["normalized", "pixels"] = "normalized"
+    max_boxes: int = Field(100, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> TaskDefined:
@@ -67,4 +77,9 @@ class TaskDefined(InternalPayload):
             raise ValueError("classes must be unique")
         if self.label_kind == "ordinal" and self.ordinal_range is None:
             raise ValueError("an ordinal task needs ordinal_range")
+        if self.label_kind == "multilabel" and not self.classes:
+            raise ValueError("a multilabel task needs at least one finding in classes")
+        for bounds in (self.ordinal_range, self.numeric_range):
+            if bounds is not None and bounds[0] > bounds[1]:
+                raise ValueError("a range's low end must not exceed its high end")
         return self

@@ -53,17 +53,34 @@ class HandlerContext:
 
 Handler = Callable[[HandlerContext, Envelope[Any]], Awaitable[None]]
 InvalidHandler = Callable[[HandlerContext, DecodeError], Awaitable[None]]
+ReplayHandler = Callable[[HandlerContext, Envelope[Any], "FirstSeen"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class FirstSeen:
+    """Where an event id was first consumed."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True)
 class Route:
     """Events of type `event` on `topic` go to `handler`; anything else on the topic that
-    cannot be decoded as that event goes to `on_invalid`, or to dead letters."""
+    cannot be decoded as that event goes to `on_invalid`, or to dead letters.
+
+    Several routes may share a topic (one per event type it carries); the first one with
+    `on_invalid` answers what none of them can decode. `on_replay` is told about a copy of
+    an already handled event id that arrives at another offset (a redelivery of the same
+    offset stays silent); either way the copy has no second effect.
+    """
 
     topic: Topic
     event: EventSpec[Any]
     handler: Handler
     on_invalid: InvalidHandler | None = None
+    on_replay: ReplayHandler | None = None
 
 
 class PoisonMessage(Exception):
@@ -93,10 +110,15 @@ class EventConsumer:
     routes: Sequence[Route]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _by_topic: dict[str, Route] = field(init=False)
+    _by_topic: dict[str, dict[str, Route]] = field(init=False)
 
     def __post_init__(self) -> None:
-        self._by_topic = {r.topic.qualified(self.config.topic_prefix): r for r in self.routes}
+        self._by_topic = {}
+        for route in self.routes:
+            by_type = self._by_topic.setdefault(route.topic.qualified(self.config.topic_prefix), {})
+            if route.event.event_type in by_type:
+                raise ValueError(f"two routes for {route.event.event_type} on {route.topic.name}")
+            by_type[route.event.event_type] = route
 
     def register(self, broker: KafkaBroker) -> None:
         """Attach a batch subscriber with manual acknowledgement to `broker`."""
@@ -153,7 +175,7 @@ class EventConsumer:
         return False
 
     async def _process_one(self, conn: asyncpg.Connection, delivery: Delivery) -> str:
-        route = self._by_topic[delivery.topic]
+        routes = self._by_topic[delivery.topic]
         parent = extract_context(delivery.headers)
         token = otel_context.attach(parent)
         try:
@@ -168,14 +190,14 @@ class EventConsumer:
                     "messaging.consumer.group.name": self.config.group_id,
                 },
             ) as span:
-                outcome = await self._handle_with_retries(conn, route, delivery)
+                outcome = await self._handle_with_retries(conn, routes, delivery)
                 span.set_attribute("consilium.outcome", outcome)
                 return outcome
         finally:
             otel_context.detach(token)
 
     async def _handle_with_retries(
-        self, conn: asyncpg.Connection, route: Route, delivery: Delivery
+        self, conn: asyncpg.Connection, routes: dict[str, Route], delivery: Delivery
     ) -> str:
         envelope: Envelope[Any] | None = None
         decode_error: DecodeError | None = None
@@ -186,9 +208,14 @@ class EventConsumer:
             )
         else:
             try:
-                envelope = self.registry.decode(delivery.value, expect={route.event.event_type})
+                envelope = self.registry.decode(delivery.value, expect=set(routes))
             except DecodeError as exc:
                 decode_error = exc
+        route = (
+            routes[envelope.event_type]
+            if envelope is not None
+            else next((r for r in routes.values() if r.on_invalid), next(iter(routes.values())))
+        )
         # An unreadable record has no trustworthy event id: its position identifies it.
         event_id = envelope.event_id if envelope else delivery.position_id
 
@@ -202,7 +229,14 @@ class EventConsumer:
             try:
                 async with conn.transaction():
                     if not await self._claim(conn, event_id, delivery, "processed"):
-                        return "duplicate"
+                        if envelope is None or route.on_replay is None:
+                            return "duplicate"
+                        first = await self._replayed_from(conn, event_id, delivery)
+                        if first is None:
+                            return "duplicate"
+                        await route.on_replay(ctx, envelope, first)
+                        await outbox.flush()
+                        return "replayed"
                     if envelope is not None:
                         await route.handler(ctx, envelope)
                     elif route.on_invalid is not None and decode_error is not None:
@@ -232,6 +266,31 @@ class EventConsumer:
         assert last_error is not None
         await self._dead_letter(conn, delivery, event_id, last_error, attempts)
         return "dead_lettered"
+
+    async def _replayed_from(
+        self, conn: asyncpg.Connection, event_id: Any, delivery: Delivery
+    ) -> FirstSeen | None:
+        """Where a duplicate event id was first seen, if this copy is another record (not a
+        redelivery of the same offset) that has not been answered yet."""
+        row = await conn.fetchrow(
+            """SELECT topic, partition, "offset" FROM inbox
+               WHERE consumer = $1 AND event_id = $2""",
+            self.config.name,
+            event_id,
+        )
+        if row is None:
+            return None
+        first = FirstSeen(row["topic"], row["partition"], row["offset"])
+        if (first.topic, first.partition, first.offset) == (
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+        ):
+            return None
+        # The copy's own position is claimed, so its redelivery is answered only once.
+        if not await self._claim(conn, delivery.position_id, delivery, "processed"):
+            return None
+        return first
 
     async def _claim(
         self, conn: asyncpg.Connection, event_id: Any, delivery: Delivery, outcome: str

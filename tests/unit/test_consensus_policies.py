@@ -54,9 +54,10 @@ def test_a_decision_travels_with_its_complete_record() -> None:
     result = engine.step(
         policy, engine.ItemState.new("item-1"), observation(label), ReliabilitySnapshot.empty()
     )
-    record = decision_record(result.decision)
+    record = decision_record(result.decision, result.state)
     assert record.outcome == "reached" and record.label == "1"
     assert record.contributing_label_ids == (label.label_id,)
+    assert record.contributing_annotators == ("reader-a",)
     assert record.parameters == policy.to_dict()
     assert record.policy_digest == policy.digest
     assert record.reliability_version == ReliabilitySnapshot.empty().version

@@ -62,6 +62,14 @@ def e_step(
     return out
 
 
+def _signature(decision: Decision) -> list[float]:
+    """The numbers whose movement means the E-step has not settled for this item."""
+    values = [float(v) for v in decision.distribution.values()]
+    if isinstance(decision.label, float | int) and not isinstance(decision.label, bool):
+        values.append(float(decision.label))
+    return [*values, decision.confidence]
+
+
 @dataclass(frozen=True)
 class BatchResult:
     states: tuple[ItemState, ...]
@@ -79,7 +87,10 @@ def reestimate(
     max_iterations: int = 100,
     tolerance_units: int = 10,
 ) -> BatchResult:
-    """EM to a fixed point: stop when no posterior moves more than tolerance_units."""
+    """EM to a fixed point: stop when no posterior moves more than tolerance_units.
+
+    What must settle: every item's distribution, its confidence, and a numeric label.
+    """
     current = [s.with_contribution(()) for s in states] if from_scratch else list(states)
     snapshot = recount(current)
     previous: FloatArray | None = None
@@ -90,9 +101,7 @@ def reestimate(
         scored = e_step(policy, current, snapshot)
         current = [s for s, _ in scored]
         decisions = [d for _, d in scored]
-        posterior = np.array(
-            [[d.distribution[c] for c in d.distribution] for d in decisions], dtype=np.float64
-        )
+        posterior = np.array([x for d in decisions for x in _signature(d)], dtype=np.float64)
         snapshot = recount(current)
         if previous is not None and posterior.shape == previous.shape:
             moved = np.abs(posterior - previous).max(initial=0.0) * SCALE

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from services.consensus.engine.observation import freeze, thaw
 from services.consensus.engine.policy import ConsensusPolicy
 from services.consensus.engine.version import ENGINE_VERSION
 
@@ -41,7 +42,7 @@ class Decision:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        label = list(self.label) if isinstance(self.label, tuple) else self.label
+        label = thaw(self.label)
         return {
             "item_id": self.item_id,
             "outcome": self.outcome,
@@ -67,7 +68,7 @@ class Decision:
         return cls(
             item_id=data["item_id"],
             outcome=data["outcome"],
-            label=tuple(label) if isinstance(label, list) else label,
+            label=freeze(label),
             confidence=float(data["confidence"]),
             distribution=dict(data["distribution"]),
             votes=dict(data["votes"]),

@@ -8,18 +8,44 @@ from typing import Any, Literal
 
 from services.consensus.engine.canonical import canonical_json
 
-LabelValue = str | float | int | tuple[str, ...] | tuple[float, ...]
+Scalar = str | float | int
+LabelValue = (
+    str | float | int | tuple[str, ...] | tuple[float, ...] | tuple[tuple[float | str, ...], ...]
+)
+"""A class name, a number, a list of findings, a list of boxes, or an encoded mask."""
 Role = Literal["annotator", "adjudicator"]
 
 
-def _freeze(value: Any) -> LabelValue:
-    if isinstance(value, list | tuple):
-        return tuple(value)
+def _scalar(value: Any) -> Scalar:
     if isinstance(value, bool):
         raise ValueError("booleans are not label values; use class names")
     if isinstance(value, str | int | float):
         return value
     raise ValueError(f"unsupported label value {value!r}")
+
+
+def _freeze(value: Any) -> LabelValue:
+    """Lists become tuples (one level of nesting: boxes, or a 2-D mask given as rows)."""
+    if isinstance(value, list | tuple):
+        return tuple(
+            tuple(_scalar(x) for x in v) if isinstance(v, list | tuple) else _scalar(v)
+            for v in value
+        )  # type: ignore[return-value]  # a homogeneous tuple; the kind validates its shape
+    return _scalar(value)
+
+
+def thaw(value: Any) -> Any:
+    """Tuples back to lists, recursively: the JSON form of a label value."""
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def freeze(value: Any) -> Any:
+    """Lists to tuples, recursively: the inverse of `thaw`."""
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -51,7 +77,7 @@ class LabelObservation:
             object.__setattr__(self, "annotation_id", self.label_id)
 
     def to_dict(self) -> dict[str, Any]:
-        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        value = thaw(self.value)
         return {
             "label_id": self.label_id,
             "annotator_id": self.annotator_id,

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from services.consensus.engine.canonical import digest
 
-Kind = Literal["binary", "categorical", "ordinal", "multilabel", "numeric"]
-Method = Literal["mv", "weighted", "ds", "median", "robust"]
+Kind = Literal["binary", "categorical", "ordinal", "multilabel", "numeric", "boxes", "mask"]
+Method = Literal["mv", "weighted", "ds", "median", "robust", "staple"]
 ParamValue = float | int | str | bool
 
 CATEGORICAL_KINDS: frozenset[str] = frozenset({"binary", "categorical", "ordinal"})
@@ -22,6 +22,9 @@ METHODS_BY_KIND: Mapping[str, frozenset[str]] = MappingProxyType(
         "ordinal": frozenset({"mv", "weighted", "ds"}),
         "multilabel": frozenset({"mv", "weighted", "ds"}),
         "numeric": frozenset({"median", "robust"}),
+        # boxes: the method decides whether each matched box exists (a binary sub-problem).
+        "boxes": frozenset({"mv", "weighted", "ds"}),
+        "mask": frozenset({"staple"}),
     }
 )
 
@@ -47,6 +50,50 @@ DEFAULT_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
         "numeric_tolerance": 1.0,
         # Numeric: prior pseudo-observations (zero bias) for each annotator's bias.
         "bias_prior_strength": 3.0,
+    }
+)
+
+KIND_PARAMS: Mapping[str, Mapping[str, ParamValue]] = MappingProxyType(
+    {
+        # Kind-specific parameters are merged only into policies of that kind, so adding
+        # them never changes the parameters (and digest) of policies of other kinds.
+        "numeric": MappingProxyType(
+            {
+                # robust: prior pseudo-observations at `numeric_prior_sd` for each
+                # annotator's residual variance (the inverse-variance weight).
+                "variance_prior_strength": 4.0,
+                # robust: prior residual standard deviation, as a multiple of the item's
+                # robust spread when the annotator is new (0 = use the spread alone).
+                "numeric_prior_sd": 1.0,
+                # robust: Huber constant, in robust standard deviations, beyond which a
+                # value's weight falls as k / |z| (Huber 1964).
+                "huber_k": 1.5,
+            }
+        ),
+        "boxes": MappingProxyType(
+            {
+                # Two readers' boxes are the same object when IoU >= this (complete linkage).
+                "box_iou_threshold": 0.5,
+                # A fused box needs this many readers (capped at min_labels) to be reached.
+                "box_min_support": 2,
+                # Localisation tolerance, as a fraction of the fused box's width/height.
+                "box_tolerance": 0.1,
+                # Prior localisation error (fraction of box size) of a new reader.
+                "box_prior_sd": 0.05,
+            }
+        ),
+        "mask": MappingProxyType(
+            {
+                # STAPLE stops when no rater's sensitivity/specificity moves more than this.
+                "staple_tolerance": 1e-7,
+                "staple_max_iterations": 1000,
+                # Multiplies the foreground prior g (ITK's ConfidenceWeight).
+                "staple_confidence_weight": 1.0,
+                # Beta prior strength (in voxels) pulling each rater's sensitivity and
+                # specificity toward their learned global values (0 = plain STAPLE).
+                "mask_prior_strength": 0.0,
+            }
+        ),
     }
 )
 
@@ -79,8 +126,9 @@ class ConsensusPolicy:
     """How one task's items are decided. Frozen; `params` is completed with defaults.
 
     classes: the label values in order (categorical/binary), the scale from lowest to
-    highest (ordinal), or the finding names (multilabel). Ties between equally likely
-    classes go to the class listed first.
+    highest (ordinal), the finding names (multilabel), or the allowed box classes (boxes;
+    empty = class-agnostic boxes). Ties between equally likely classes go to the class
+    listed first.
     """
 
     method: Method
@@ -96,6 +144,8 @@ class ConsensusPolicy:
     def __post_init__(self) -> None:
         if self.method not in METHODS_BY_KIND.get(self.kind, frozenset()):
             raise ValueError(f"method {self.method!r} does not apply to kind {self.kind!r}")
+        if self.kind == "mask" and self.classes:
+            raise ValueError("a mask policy has no classes")
         if self.kind in CATEGORICAL_KINDS or self.kind == "multilabel":
             if len(self.classes) < (1 if self.kind == "multilabel" else 2):
                 raise ValueError("a categorical policy needs at least two classes")
@@ -107,10 +157,11 @@ class ConsensusPolicy:
             raise ValueError("need 1 <= min_labels <= max_labels")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError("threshold must be in (0, 1]")
-        unknown = set(self.params) - set(DEFAULT_PARAMS)
+        kind_defaults = KIND_PARAMS.get(self.kind, {})
+        unknown = set(self.params) - set(DEFAULT_PARAMS) - set(kind_defaults)
         if unknown:
             raise ValueError(f"unknown params: {sorted(unknown)}")
-        merged = {**DEFAULT_PARAMS, **self.params}
+        merged = {**DEFAULT_PARAMS, **kind_defaults, **self.params}
         if merged["repeat_rule"] not in ("split", "latest"):
             raise ValueError("repeat_rule is 'split' or 'latest'")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
@@ -125,7 +176,7 @@ class ConsensusPolicy:
 
     @property
     def n_classes(self) -> int:
-        return 2 if self.kind == "multilabel" else len(self.classes)
+        return 2 if self.kind in ("multilabel", "boxes") else len(self.classes)
 
     def class_index(self, value: str) -> int:
         """Position of a label value in `classes`; ValueError for an unknown value."""

@@ -33,6 +33,14 @@ def _evaluate(
         from services.consensus.engine import numeric
 
         return numeric.evaluate(policy, state, view)
+    if policy.kind == "boxes":
+        from services.consensus.engine import boxes
+
+        return boxes.evaluate(policy, state, view)
+    if policy.kind == "mask":
+        from services.consensus.engine import masks
+
+        return masks.evaluate(policy, state, view)
     raise ValueError(f"unsupported kind {policy.kind!r}")
 
 
@@ -54,7 +62,8 @@ def step(
 ) -> StepResult:
     """Fold one accepted label into an item and decide it.
 
-    Cost is O(labels on this item x classes): independent of how many items or labels the
+    Cost is O(labels on this item x classes) (boxes: O(boxes on the item squared); masks:
+    O(readers x voxels x STAPLE iterations)): independent of how many items or labels the
     system has seen. Pure and deterministic: the same (policy, state, label, snapshot)
     always gives the same bytes. A duplicate label leaves the labels unchanged.
     """

@@ -65,3 +65,19 @@ def gold_value(labels: Sequence[LabelObservation]) -> str | None:
     """The item's gold value if any observation carries one (greatest value wins)."""
     values = sorted({obs.gold for obs in labels if obs.gold is not None})
     return values[-1] if values else None
+
+
+def latest_per_annotator(labels: Sequence[LabelObservation]) -> list[LabelObservation]:
+    """One annotator label per annotator (greatest label_id), sorted by annotator id.
+
+    The spatial kinds (boxes, mask) always use this rule: a reader's two drawings of the
+    same image are not independent votes to split.
+    """
+    latest: dict[str, LabelObservation] = {}
+    for obs in labels:
+        if obs.role != "annotator":
+            continue
+        current = latest.get(obs.annotator_id)
+        if current is None or obs.label_id > current.label_id:
+            latest[obs.annotator_id] = obs
+    return [latest[a] for a in sorted(latest)]

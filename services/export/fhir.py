@@ -1,0 +1,218 @@
+"""Published consensus as FHIR R4 resources (pure; built and validated by fhir.resources).
+
+Each published version becomes an `Observation` (a `DiagnosticReport` with one
+`Observation` per finding for a multi-finding label) and a `Provenance` naming the
+pseudonymous readers, the adjudicator where there was one, and Consilium as the
+assembling software with its method. Ids are derived from (item, version), so the same
+consensus version always yields the same resources.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.provenance import Provenance
+
+from shared.events import ConsensusPublished
+
+SYSTEM = "urn:consilium"
+_NAMESPACE = uuid.UUID("6d3c1a90-3f4b-4c53-a8a2-7f9e2b1c0d44")
+_OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+_AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+
+def resource_id(kind: str, published: ConsensusPublished) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}|{published.item_id}|{published.version}"))
+
+
+def _item_identifier(published: ConsensusPublished) -> dict[str, Any]:
+    return {"system": f"{SYSTEM}:item", "value": published.item_id}
+
+
+def _value(published: ConsensusPublished) -> dict[str, Any]:
+    label = published.label
+    if isinstance(label, float):
+        return {"valueQuantity": {"value": label}}
+    return {
+        "valueCodeableConcept": {
+            "coding": [{"system": f"{SYSTEM}:task:{published.task_id}", "code": str(label)}],
+            "text": str(label),
+        }
+    }
+
+
+def _components(published: ConsensusPublished) -> list[dict[str, Any]]:
+    """Confidence, agreement and the posterior per value, as unitless quantities."""
+
+    def quantity(code: str, text: str, value: float) -> dict[str, Any]:
+        return {
+            "code": {"coding": [{"system": f"{SYSTEM}:measure", "code": code}], "text": text},
+            "valueQuantity": {"value": round(value, 6), "unit": "1"},
+        }
+
+    parts = [
+        quantity("confidence", "posterior confidence", published.confidence),
+        quantity("agreement", "pairwise reader agreement", published.agreement),
+    ]
+    parts += [
+        quantity(f"posterior:{value}", f"posterior probability of {value}", p)
+        for value, p in sorted(published.distribution.items())
+    ]
+    return parts
+
+
+def observation(published: ConsensusPublished) -> Observation:
+    """One consensus version as an imaging Observation (amended when it supersedes)."""
+    data: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": resource_id("observation", published),
+        "identifier": [
+            {"system": f"{SYSTEM}:consensus", "value": f"{published.item_id}|v{published.version}"}
+        ],
+        "status": "amended" if published.supersedes_version else "final",
+        "category": [{"coding": [{"system": _OBSERVATION_CATEGORY, "code": "imaging"}]}],
+        "code": {
+            "coding": [{"system": f"{SYSTEM}:task", "code": published.task_id}],
+            "text": published.task_id,
+        },
+        "subject": {"identifier": _item_identifier(published), "display": "pseudonymous case"},
+        "effectiveDateTime": published.decided_at.isoformat(),
+        "issued": published.decided_at.isoformat(),
+        "method": {
+            "coding": [
+                {
+                    "system": f"{SYSTEM}:method",
+                    "code": published.method,
+                    "display": published.method_version,
+                }
+            ]
+        },
+        "component": _components(published),
+        **_value(published),
+    }
+    if published.reason:
+        data["note"] = [{"text": published.reason}]
+    return Observation.model_validate(data)
+
+
+def _finding_observation(published: ConsensusPublished, finding: str, present: bool) -> Observation:
+    data = {
+        "resourceType": "Observation",
+        "id": str(
+            uuid.uuid5(_NAMESPACE, f"finding|{published.item_id}|{published.version}|{finding}")
+        ),
+        "status": "amended" if published.supersedes_version else "final",
+        "code": {"coding": [{"system": f"{SYSTEM}:finding", "code": finding}], "text": finding},
+        "subject": {"identifier": _item_identifier(published)},
+        "valueBoolean": present,
+    }
+    return Observation.model_validate(data)
+
+
+def diagnostic_report(
+    published: ConsensusPublished, findings: Iterable[str]
+) -> tuple[DiagnosticReport, list[Observation]]:
+    """A multi-finding consensus: the report plus one Observation per finding."""
+    present = set(published.label) if isinstance(published.label, list) else set()
+    results = [_finding_observation(published, f, f in present) for f in sorted(findings)]
+    report = DiagnosticReport.model_validate(
+        {
+            "resourceType": "DiagnosticReport",
+            "id": resource_id("report", published),
+            "status": "amended" if published.supersedes_version else "final",
+            "code": {"coding": [{"system": f"{SYSTEM}:task", "code": published.task_id}]},
+            "subject": {"identifier": _item_identifier(published)},
+            "issued": published.decided_at.isoformat(),
+            "result": [{"reference": f"Observation/{o.id}"} for o in results],
+            "conclusion": ", ".join(sorted(present)) or "no finding",
+        }
+    )
+    return report, results
+
+
+def provenance(published: ConsensusPublished, target_type: str = "Observation") -> Provenance:
+    """Who and what stand behind a consensus: readers, adjudicator, the software."""
+    target_kind = "observation" if target_type == "Observation" else "report"
+    agents: list[dict[str, Any]] = [
+        {
+            "type": {"coding": [{"system": _AGENT_TYPE, "code": "author"}]},
+            "who": {
+                "identifier": {"system": f"{SYSTEM}:annotator", "value": reader},
+                "display": "pseudonymous reader",
+            },
+        }
+        for reader in published.contributing_annotators
+    ]
+    agents.append(
+        {
+            "type": {"coding": [{"system": _AGENT_TYPE, "code": "assembler"}]},
+            "who": {"display": f"Consilium {published.method_version} ({published.method})"},
+        }
+    )
+    data = {
+        "resourceType": "Provenance",
+        "id": resource_id("provenance", published),
+        "target": [{"reference": f"{target_type}/{resource_id(target_kind, published)}"}],
+        "recorded": published.decided_at.isoformat(),
+        "activity": {
+            "coding": [
+                {
+                    "system": _PROVENANCE_ACTIVITY,
+                    "code": "UPDATE" if published.supersedes_version else "CREATE",
+                }
+            ]
+        },
+        "reason": [{"text": published.reason}] if published.reason else None,
+        "agent": agents,
+        "entity": [
+            {
+                "role": "source",
+                "what": {"identifier": {"system": f"{SYSTEM}:label", "value": str(label_id)}},
+            }
+            for label_id in published.contributing_label_ids
+        ]
+        + [
+            {
+                "role": "derivation",
+                "what": {
+                    "identifier": {
+                        "system": f"{SYSTEM}:provenance-sha256",
+                        "value": published.provenance_sha256,
+                    }
+                },
+            }
+        ],
+    }
+    return Provenance.model_validate({k: v for k, v in data.items() if v is not None})
+
+
+def resources(published: ConsensusPublished, findings: Iterable[str] = ()) -> list[Any]:
+    """Every resource for one published version."""
+    if isinstance(published.label, list):
+        report, results = diagnostic_report(published, findings or published.label)
+        return [report, *results, provenance(published, "DiagnosticReport")]
+    return [observation(published), provenance(published)]
+
+
+def bundle(entries: Iterable[Any], bundle_id: str) -> Bundle:
+    """A collection Bundle of resources (one per snapshot, or one per event)."""
+    return Bundle.model_validate(
+        {
+            "resourceType": "Bundle",
+            "id": bundle_id,
+            "type": "collection",
+            "entry": [
+                {
+                    "fullUrl": f"urn:uuid:{r.id}",
+                    "resource": r.model_dump(mode="json", exclude_none=True),
+                }
+                for r in entries
+            ],
+        }
+    )

@@ -1,0 +1,96 @@
+"""Re-derive published consensus from the raw labels and the recorded parameters.
+
+For each published version: the contributing labels are read back from submission's
+append-only store, the policy from the recorded parameters, the annotator reliability
+from the snapshot the decision named; the engine decides again, and the label,
+confidence and posterior must come out bit for bit as published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from services.consensus import engine
+from services.consensus.engine.reliability import ReliabilitySnapshot
+from services.consensus.policies import engine_value
+from services.consensus.scoped import TaskView
+from shared.events import ConsensusPublished, LabelValue
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    label_id: str
+    annotation_id: str
+    revision: int
+    annotator_id: str
+    value: Mapping[str, Any]  # the LabelValue JSON as stored by submission
+
+
+@dataclass
+class ReplayReport:
+    checked: int = 0
+    reproduced: int = 0
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.checked == self.reproduced
+
+
+_VALUE = TypeAdapter(LabelValue)
+
+
+def _observed(value: Mapping[str, Any]) -> engine.LabelValue:
+    return engine_value(_VALUE.validate_python(value))
+
+
+def rederive(
+    published: ConsensusPublished,
+    labels: list[StoredLabel],
+    snapshot: ReliabilitySnapshot,
+) -> engine.Decision:
+    """The decision the engine takes again from the same inputs."""
+    policy = engine.ConsensusPolicy.from_dict(published.parameters)
+    state = engine.ItemState.new(published.item_id)
+    for label in labels:
+        state = state.with_label(
+            engine.LabelObservation(
+                label_id=label.label_id,
+                annotator_id=label.annotator_id,
+                value=_observed(label.value),
+                annotation_id=label.annotation_id,
+                revision=label.revision,
+            )
+        )
+    return engine.rescore(policy, state, TaskView(snapshot, published.task_id)).decision
+
+
+def compare(published: ConsensusPublished, decision: engine.Decision) -> dict[str, Any] | None:
+    """The differences between a published version and its re-derivation, if any."""
+    expected = {
+        "label": published.label,
+        "confidence": published.confidence,
+        "distribution": dict(published.distribution),
+        "contributing_label_ids": sorted(str(i) for i in published.contributing_label_ids),
+        "outcome": "reached",
+    }
+    label = decision.label
+    if isinstance(label, tuple):
+        label = [str(v) for v in label]
+    actual = {
+        "label": label,
+        "confidence": decision.confidence,
+        "distribution": dict(decision.distribution),
+        "contributing_label_ids": sorted(decision.contributing_label_ids),
+        "outcome": decision.outcome,
+    }
+    differing = {
+        k: {"published": expected[k], "replayed": actual[k]}
+        for k in expected
+        if expected[k] != actual[k]
+    }
+    return differing or None

@@ -25,10 +25,12 @@ from shared.events import REGISTRY
 from shared.http import make_app
 from shared.kafka.broker import make_broker
 from shared.kafka.consumer import ConsumerConfig, EventConsumer, Route
+from shared.kafka.publishers import BrokerPublisher, RowPublisher, TransactionalPublisher
 from shared.kafka.relay import OutboxRelay
 from shared.logging import configure_logging, get_logger
 from shared.settings import ServiceSettings, StackSettings
 from shared.telemetry import configure_tracing
+from shared.topics import Topic
 
 log = get_logger(__name__)
 
@@ -57,11 +59,14 @@ class Wiring:
 
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """What a service is: its schema's migrations and how it wires itself to live deps."""
+    """What a service is: its schema's migrations, the topics it consumes and produces
+    (the AsyncAPI document is generated from these), and how it wires itself."""
 
     name: str
     migrations: Path
     build: Callable[[Dependencies], Awaitable[Wiring]]
+    consumes: tuple[Topic, ...] = ()
+    produces: tuple[Topic, ...] = ()
 
 
 @dataclass
@@ -92,6 +97,12 @@ class ServiceRuntime:
         broker = make_broker(self.stack, client_id=f"consilium-{self.definition.name}")
         self.deps = Dependencies(self.settings, self.stack, pool, redis, broker)
         wiring = await self.definition.build(self.deps)
+        routed = {route.topic.name for route in wiring.routes}
+        declared = {topic.name for topic in self.definition.consumes}
+        if declared and routed != declared:
+            raise RuntimeError(
+                f"{self.schema}: routes {sorted(routed)} != consumes {sorted(declared)}"
+            )
         self.consumer = EventConsumer(
             ConsumerConfig(
                 name=self.definition.name,
@@ -110,12 +121,17 @@ class ServiceRuntime:
         )
         self.consumer.register(broker)
         await broker.start()
+        publisher: RowPublisher = (
+            TransactionalPublisher(self.stack, self.definition.name)
+            if self.settings.exactly_once_relay
+            else BrokerPublisher(broker)
+        )
         relay = OutboxRelay(
             self.definition.name,
             self.schema,
             self.settings.database_url,
             pool,
-            broker,
+            publisher,
             batch_size=self.settings.outbox_batch,
             poll_s=self.settings.outbox_poll_s,
             stopping=self.stopping,

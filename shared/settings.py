@@ -51,6 +51,8 @@ class ServiceSettings(BaseSettings):
     max_event_bytes: int = Field(256 * 1024, ge=1024)
     outbox_batch: int = Field(500, ge=1, le=10_000)
     outbox_poll_s: float = Field(0.5, gt=0.0)
+    # Publish the outbox in Kafka transactions with checkpoints (topics without inboxes).
+    exactly_once_relay: bool = False
     db_pool_max: int = Field(8, ge=1, le=100)
 
 
@@ -69,6 +71,8 @@ def _settings_class(name: str) -> type[ServiceSettings]:
         "database_url": f"postgresql://consilium_{name}:consilium_{name}@127.0.0.1:5432/consilium",
         "http_port": DEFAULT_HTTP_PORTS[name],
         "consumer_group": f"consilium-{name}",
+        # Only export feeds a topic that outside consumers read without an inbox.
+        "exactly_once_relay": name == "export",
     }
     namespace: dict[str, object] = {
         "__annotations__": {field: type(value) for field, value in defaults.items()},

@@ -75,6 +75,14 @@ DEAD_LETTERS: Final = Topic(
     {"retention.ms": str(30 * 24 * 3600 * 1000)},
 )
 
+RELAY_CHECKPOINTS: Final = Topic(
+    "relay.checkpoints.v1",
+    1,
+    "service",
+    "Outbox ids each exactly-once relay committed in its last Kafka transaction (compacted).",
+    {"cleanup.policy": "compact"},
+)
+
 ALL_TOPICS: Final[tuple[Topic, ...]] = (
     TASKS_DEFINED,
     ITEMS_REGISTERED,
@@ -88,6 +96,7 @@ ALL_TOPICS: Final[tuple[Topic, ...]] = (
     ANNOTATORS_SKILL,
     CONSENSUS_LABELS,
     DEAD_LETTERS,
+    RELAY_CHECKPOINTS,
 )
 
 

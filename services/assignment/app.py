@@ -6,6 +6,13 @@ from pathlib import Path
 
 from services.assignment.handlers import AssignmentHandlers
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
+from shared.topics import (
+    ASSIGNMENTS_ISSUED,
+    ASSIGNMENTS_REQUESTED,
+    DEAD_LETTERS,
+    ITEMS_REGISTERED,
+    TASKS_DEFINED,
+)
 
 
 async def build(deps: Dependencies) -> Wiring:
@@ -13,5 +20,16 @@ async def build(deps: Dependencies) -> Wiring:
 
 
 DEFINITION = ServiceDefinition(
-    name="assignment", migrations=Path(__file__).parent / "migrations", build=build
+    name="assignment",
+    migrations=Path(__file__).parent / "migrations",
+    build=build,
+    consumes=(
+        TASKS_DEFINED,
+        ITEMS_REGISTERED,
+        ASSIGNMENTS_REQUESTED,
+    ),
+    produces=(
+        ASSIGNMENTS_ISSUED,
+        DEAD_LETTERS,
+    ),
 )

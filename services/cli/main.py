@@ -58,6 +58,18 @@ def schemas(
 
 
 @app.command()
+def asyncapi(
+    out: Annotated[Path, typer.Option(help="file to write")] = Path("schemas/asyncapi.json"),
+) -> None:
+    """Write the AsyncAPI 3.0 document, generated from the topics and the event models."""
+    from services.cli.asyncapi import asyncapi_document
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n")
+    console.print(str(out))
+
+
+@app.command()
 def topics(
     ensure: Annotated[bool, typer.Option(help="create the missing topics")] = False,
 ) -> None:

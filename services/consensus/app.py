@@ -8,6 +8,14 @@ from pathlib import Path
 from services.consensus.handlers import ConsensusHandlers
 from services.consensus.reliability_store import PgReliability
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
+from shared.topics import (
+    ADJUDICATION_REQUESTED,
+    ASSIGNMENTS_REQUESTED,
+    CONSENSUS_REACHED,
+    DEAD_LETTERS,
+    LABELS_ACCEPTED,
+    TASKS_DEFINED,
+)
 
 
 async def build(deps: Dependencies) -> Wiring:
@@ -22,5 +30,17 @@ async def build(deps: Dependencies) -> Wiring:
 
 
 DEFINITION = ServiceDefinition(
-    name="consensus", migrations=Path(__file__).parent / "migrations", build=build
+    name="consensus",
+    migrations=Path(__file__).parent / "migrations",
+    build=build,
+    consumes=(
+        TASKS_DEFINED,
+        LABELS_ACCEPTED,
+    ),
+    produces=(
+        CONSENSUS_REACHED,
+        ASSIGNMENTS_REQUESTED,
+        ADJUDICATION_REQUESTED,
+        DEAD_LETTERS,
+    ),
 )

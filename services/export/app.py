@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.export.handlers import routes
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
+from shared.topics import CONSENSUS_LABELS, CONSENSUS_REACHED, DEAD_LETTERS, RELAY_CHECKPOINTS
 
 
 async def build(deps: Dependencies) -> Wiring:
@@ -13,5 +14,13 @@ async def build(deps: Dependencies) -> Wiring:
 
 
 DEFINITION = ServiceDefinition(
-    name="export", migrations=Path(__file__).parent / "migrations", build=build
+    name="export",
+    migrations=Path(__file__).parent / "migrations",
+    build=build,
+    consumes=(CONSENSUS_REACHED,),
+    produces=(
+        CONSENSUS_LABELS,
+        RELAY_CHECKPOINTS,
+        DEAD_LETTERS,
+    ),
 )

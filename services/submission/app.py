@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.submission.handlers import routes
+from services.submission.handlers import SubmissionHandlers
+from services.submission.settings import SubmissionConfig
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
 
 
 async def build(deps: Dependencies) -> Wiring:
-    return Wiring(routes())
+    handlers = SubmissionHandlers(SubmissionConfig())
+    return Wiring(
+        handlers.routes(), background=[handlers.sweeper(deps.pool, deps.stack.topic_prefix)]
+    )
 
 
 DEFINITION = ServiceDefinition(

@@ -2,25 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 
-from shared.events import LabelAccepted, TaskDefined
+from services.submission.validation import AnnotationHistory, Assignment, ClientKey, ItemInfo
+from shared.events import AssignmentIssued, TaskDefined
+from shared.kafka.records import Delivery
+
+
+@dataclass(frozen=True)
+class StoredRevision:
+    """One row of `labels`: a label revision or a retraction, with its provenance."""
+
+    label_id: UUID
+    event_id: UUID
+    annotation_id: UUID
+    revision: int
+    item_id: str
+    task_id: str
+    task_version: int
+    annotator_id: str
+    client_id: str
+    assignment_id: UUID | None
+    value: dict[str, Any] | None
+    labeled_at: datetime
+    received_at: datetime
+    time_spent_ms: int | None
+    raw_sha256: str
+    retraction: bool
+    superseded: bool
+    guideline_version: str | None
+    key_id: str | None
+    signed_at: datetime | None
+    published_at: datetime
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    comment: str | None
 
 
 class PgSubmissionStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def save_task(self, task: TaskDefined) -> None:
-        await self.conn.execute(
+    async def save_task(self, task: TaskDefined) -> Literal["new", "same", "conflict"]:
+        """Store a task version; a second, different definition of it is not stored."""
+        definition = task.model_dump(mode="json")
+        inserted = await self.conn.fetchval(
             """INSERT INTO tasks (task_id, version, definition) VALUES ($1, $2, $3)
-               ON CONFLICT (task_id, version) DO NOTHING""",
+               ON CONFLICT (task_id, version) DO NOTHING RETURNING true""",
             task.task_id,
             task.version,
-            task.model_dump(mode="json"),
+            definition,
         )
+        if inserted:
+            return "new"
+        stored = await self.conn.fetchval(
+            "SELECT definition FROM tasks WHERE task_id = $1 AND version = $2",
+            task.task_id,
+            task.version,
+        )
+        return "same" if TaskDefined.model_validate(stored) == task else "conflict"
 
     async def task(self, task_id: str, version: int) -> TaskDefined | None:
         row = await self.conn.fetchval(
@@ -28,48 +74,91 @@ class PgSubmissionStore:
         )
         return TaskDefined.model_validate(row) if row is not None else None
 
-    async def register_item(self, item_id: str, task_id: str) -> None:
-        await self.conn.execute(
-            "INSERT INTO items (item_id, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            item_id,
-            task_id,
-        )
-
-    async def item_task(self, item_id: str) -> str | None:
-        task_id: str | None = await self.conn.fetchval(
-            "SELECT task_id FROM items WHERE item_id = $1", item_id
-        )
-        return task_id
-
-    async def latest_revision(self, annotation_id: Any) -> int | None:
-        revision: int | None = await self.conn.fetchval(
-            "SELECT max(revision) FROM labels WHERE annotation_id = $1", annotation_id
-        )
-        return revision
-
-    async def save_label(
-        self, label: LabelAccepted, event_id: Any, time_spent_ms: int | None
+    async def register_item(
+        self, item_id: str, task_id: str, width: float | None, height: float | None
     ) -> None:
         await self.conn.execute(
-            """INSERT INTO labels (label_id, event_id, annotation_id, revision, item_id, task_id,
-                   task_version, annotator_id, client_id, assignment_id, value, labeled_at,
-                   received_at, time_spent_ms, raw_sha256)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)""",
-            label.label_id,
-            event_id,
-            label.annotation_id,
-            label.revision,
-            label.item_id,
-            label.task_id,
-            label.task_version,
-            label.annotator_id,
-            label.client_id,
-            label.assignment_id,
-            label.value.model_dump(mode="json"),
-            label.labeled_at,
-            label.received_at,
-            time_spent_ms,
-            label.raw_sha256,
+            """INSERT INTO items (item_id, task_id, image_width, image_height)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+            item_id,
+            task_id,
+            width,
+            height,
+        )
+
+    async def item(self, item_id: str) -> ItemInfo | None:
+        row = await self.conn.fetchrow(
+            "SELECT task_id, image_width, image_height FROM items WHERE item_id = $1", item_id
+        )
+        return ItemInfo(row["task_id"], row["image_width"], row["image_height"]) if row else None
+
+    async def client_key(self, key_id: str, annotator_id: str) -> ClientKey | None:
+        row = await self.conn.fetchrow(
+            """SELECT k.key_id, k.client_id, k.salt, c.active, k.expires_at, k.revoked_at,
+                      c.all_annotators OR EXISTS (
+                          SELECT 1 FROM client_annotators a
+                           WHERE a.client_id = k.client_id AND a.annotator_id = $2) AS allowed
+                 FROM client_keys k JOIN clients c USING (client_id)
+                WHERE k.key_id = $1""",
+            key_id,
+            annotator_id,
+        )
+        if row is None:
+            return None
+        return ClientKey(
+            key_id=row["key_id"],
+            client_id=row["client_id"],
+            salt=row["salt"],
+            client_active=row["active"],
+            expires_at=row["expires_at"],
+            revoked_at=row["revoked_at"],
+            may_speak_for_annotator=row["allowed"],
+        )
+
+    async def save_assignment(self, assignment: AssignmentIssued, issued_at: datetime) -> None:
+        await self.conn.execute(
+            """INSERT INTO assignments (assignment_id, item_id, task_id, annotator_id, issued_at,
+                   lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (assignment_id) DO NOTHING""",
+            assignment.assignment_id,
+            assignment.item_id,
+            assignment.task_id,
+            assignment.annotator_id,
+            issued_at,
+            assignment.lease_expires_at,
+        )
+
+    async def assignments(
+        self, assignment_id: UUID | None, item_id: str, annotator_id: str
+    ) -> list[Assignment]:
+        rows = await self.conn.fetch(
+            """SELECT assignment_id, item_id, task_id, annotator_id, lease_expires_at
+                 FROM assignments
+                WHERE assignment_id = $1 OR (item_id = $2 AND annotator_id = $3)""",
+            assignment_id,
+            item_id,
+            annotator_id,
+        )
+        return [Assignment(**dict(r)) for r in rows]
+
+    async def history(self, annotation_id: UUID) -> AnnotationHistory:
+        rows = await self.conn.fetch(
+            """SELECT revision, annotator_id, item_id FROM labels WHERE annotation_id = $1
+               ORDER BY revision""",
+            annotation_id,
+        )
+        if not rows:
+            return AnnotationHistory()
+        return AnnotationHistory(
+            frozenset(r["revision"] for r in rows), rows[0]["annotator_id"], rows[0]["item_id"]
+        )
+
+    async def save_revision(self, row: StoredRevision) -> None:
+        columns = list(StoredRevision.__dataclass_fields__)
+        await self.conn.execute(
+            f"""INSERT INTO labels ({", ".join(columns)})
+                VALUES ({", ".join(f"${i}" for i in range(1, len(columns) + 1))})""",
+            *(getattr(row, c) for c in columns),
         )
 
     async def save_rejection(
@@ -78,22 +167,78 @@ class PgSubmissionStore:
         event_id: Any,
         code: str,
         message: str,
-        topic: str,
-        partition: int,
-        offset: int,
-        raw: bytes,
-        raw_sha256: str,
+        delivery: Delivery,
+        key_id: str | None,
+        redact: bool,
     ) -> None:
         await self.conn.execute(
             """INSERT INTO rejections (event_id, code, message, topic, partition, "offset", raw,
-                   raw_sha256)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                   raw_sha256, key_id, raw_redacted)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
             event_id,
             code,
             message,
-            topic,
-            partition,
-            offset,
-            raw,
-            raw_sha256,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            b"" if redact else delivery.value,
+            delivery.sha256,
+            key_id,
+            redact,
         )
+
+    async def park(
+        self, event_id: UUID, item_id: str, annotator_id: str, delivery: Delivery, at: datetime
+    ) -> None:
+        await self.conn.execute(
+            """INSERT INTO parked_labels (event_id, item_id, annotator_id, topic, partition,
+                   "offset", key, value, headers, timestamp_ms, parked_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (event_id) DO NOTHING""",
+            event_id,
+            item_id,
+            annotator_id,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            delivery.key,
+            delivery.value,
+            [[name, value.hex()] for name, value in delivery.headers],
+            delivery.timestamp_ms,
+            at,
+        )
+
+    async def take_parked_for(self, item_id: str, annotator_id: str) -> list[Delivery]:
+        """Remove and return the labels waiting for this item and annotator."""
+        rows = await self.conn.fetch(
+            """DELETE FROM parked_labels WHERE item_id = $1 AND annotator_id = $2
+               RETURNING *""",
+            item_id,
+            annotator_id,
+        )
+        return [_parked_delivery(r) for r in sorted(rows, key=lambda r: r["offset"])]
+
+    async def take_parked_before(self, cutoff: datetime, limit: int) -> list[Delivery]:
+        """Remove and return labels that waited since before `cutoff` (skipping rows another
+        instance is handling)."""
+        rows = await self.conn.fetch(
+            """DELETE FROM parked_labels WHERE event_id IN (
+                   SELECT event_id FROM parked_labels WHERE parked_at < $1
+                    ORDER BY parked_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            cutoff,
+            limit,
+        )
+        return [_parked_delivery(r) for r in sorted(rows, key=lambda r: r["parked_at"])]
+
+
+def _parked_delivery(row: Any) -> Delivery:
+    return Delivery(
+        topic=row["topic"],
+        partition=row["partition"],
+        offset=row["offset"],
+        key=row["key"],
+        value=bytes(row["value"]),
+        headers=tuple((name, bytes.fromhex(value)) for name, value in row["headers"]),
+        timestamp_ms=row["timestamp_ms"],
+    )

@@ -97,9 +97,7 @@ def check_authenticity(
         return Rejection(RejectionCode.KEY_REVOKED, f"key {key.key_id} was revoked")
     if key.expires_at is not None and key.expires_at <= reference:
         return Rejection(RejectionCode.KEY_REVOKED, f"key {key.key_id} expired (rotated)")
-    verdict = verify(
-        value, signed, derive_secret(master, key.key_id, key.salt), reference, window
-    )
+    verdict = verify(value, signed, derive_secret(master, key.key_id, key.salt), reference, window)
     if verdict.problem is not None:
         return Rejection(RejectionCode(verdict.problem.value), verdict.message)
     if client_id != key.client_id:
@@ -168,7 +166,9 @@ def _value_problem(value: LabelValue, task: TaskDefined) -> str | None:
             return "findings must not repeat"
         unknown = sorted(set(value.findings) - set(task.classes))
         if unknown:
-            return f"{', '.join(map(repr, unknown))} not among the findings {', '.join(task.classes)}"
+            return (
+                f"{', '.join(map(repr, unknown))} not among the findings {', '.join(task.classes)}"
+            )
     return None
 
 
@@ -261,7 +261,9 @@ def check_assignment(
                 f"assignment {claimed.assignment_id} is for another item, annotator or task",
             )
         return _live(claimed, at)
-    own = [a for a in candidates if (a.item_id, a.annotator_id) == (event.item_id, event.annotator_id)]
+    own = [
+        a for a in candidates if (a.item_id, a.annotator_id) == (event.item_id, event.annotator_id)
+    ]
     if not own:
         return WAIT
     return _live(max(own, key=lambda a: a.lease_expires_at), at)

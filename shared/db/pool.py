@@ -38,3 +38,7 @@ async def connect(dsn: str, schema: str) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     await _init_connection(conn, schema)
     return conn
+
+
+# A plain connection or one borrowed from a pool: both run queries the same way.
+DbConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy

@@ -1,8 +1,9 @@
 """The outbox relay: publishes committed outbox rows in order, then marks them sent.
 
 One relay per service schema is active at a time (a PostgreSQL advisory lock), so rows are
-published in id order and per-key order holds. A crash between publishing and marking
-means those rows are published again: consumers' inboxes absorb the duplicates.
+published in id order and per-key order holds. What a crash between publishing and
+marking means depends on the publisher (shared/kafka/publishers.py): a republished batch
+that inboxes absorb, or, for exactly-once topics, a batch recovered from its checkpoint.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from faststream.kafka import KafkaBroker
 
 from shared.db.pool import connect
 from shared.kafka.errors import is_infrastructure_error
+from shared.kafka.publishers import RowPublisher
 from shared.logging import get_logger
 from shared.metrics import METRICS
 
@@ -30,17 +31,19 @@ class OutboxRelay:
     schema: str
     dsn: str
     pool: asyncpg.Pool
-    broker: KafkaBroker
+    publisher: RowPublisher
     batch_size: int = 500
     poll_s: float = 0.5
     retention_s: float = 24 * 3600
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _recovered: bool = False
 
     async def run(self) -> None:
         """Relay until stopped; a NOTIFY from the outbox trigger wakes it immediately."""
         listener: asyncpg.Connection | None = None
         failures = 0
+        await self.publisher.start()
         while not self.stopping.is_set():
             try:
                 if listener is None or listener.is_closed():
@@ -56,6 +59,7 @@ class OutboxRelay:
                 if not is_infrastructure_error(exc) and not _is_kafka_error(exc):
                     log.exception("outbox_relay_failed", service=self.service)
                 failures += 1
+                self._recovered = False  # the last batch may be in Kafka but not marked
                 if listener is not None:
                     with contextlib.suppress(Exception):
                         await listener.close()
@@ -64,6 +68,7 @@ class OutboxRelay:
         if listener is not None:
             with contextlib.suppress(Exception):
                 await listener.close()
+        await self.publisher.stop()
 
     async def drain_once(self) -> int:
         """Publish one batch of unsent rows; returns how many were published."""
@@ -72,6 +77,9 @@ class OutboxRelay:
                 "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _RELAY_LOCK, self.schema
             ):
                 return 0
+            if not self._recovered:
+                await self.publisher.recover(conn)
+                self._recovered = True
             rows = await conn.fetch(
                 """SELECT id, topic, key, value, headers FROM outbox
                    WHERE published_at IS NULL ORDER BY id LIMIT $1""",
@@ -80,17 +88,7 @@ class OutboxRelay:
             if not rows:
                 METRICS.outbox_backlog.labels(self.service).set(0)
                 return 0
-            futures = [
-                await self.broker.publish(
-                    row["value"],
-                    row["topic"],
-                    key=row["key"],
-                    headers=row["headers"],
-                    no_confirm=True,
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
+            await self.publisher.publish(rows)
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
                 [row["id"] for row in rows],

@@ -13,6 +13,7 @@ from shared.db.pool import connect, create_pool
 from shared.events import ITEM_REGISTERED, REGISTRY
 from shared.kafka.broker import make_broker
 from shared.kafka.consumer import ConsumerConfig, EventConsumer, HandlerContext, Route
+from shared.kafka.publishers import BrokerPublisher
 from shared.kafka.relay import OutboxRelay
 from shared.settings import StackSettings
 from shared.topics import DEAD_LETTERS, ITEMS_REGISTERED
@@ -58,7 +59,9 @@ async def _run_consumer(stack: StackSettings, handler: FlakyHandler, stop: async
     )
     consumer.register(broker)
     await broker.start()
-    relay = OutboxRelay(name, "export", dsn_for("export"), pool, broker, poll_s=0.1, stopping=stop)
+    relay = OutboxRelay(
+        name, "export", dsn_for("export"), pool, BrokerPublisher(broker), poll_s=0.1, stopping=stop
+    )
     relay_task = asyncio.create_task(relay.run())
     await stop.wait()
     await broker.stop()

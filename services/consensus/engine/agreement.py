@@ -7,16 +7,18 @@
   from the coincidence matrix o_ck = sum over units of (pairs (c, k)) / (m_u - 1):
   alpha = 1 - D_o / D_e with distance delta^2 nominal ([c != k]), interval ((c - k)^2)
   or ordinal ((sum_{g between c and k} n_g - (n_c + n_k) / 2)^2).
-* Per-annotator confusion and accuracy against a reference (consensus or gold).
+* Per-annotator confusion and accuracy against a reference: gold labels, or the
+  consensus (`consensus_reference` turns decisions into one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
+from services.consensus.engine.decision import Decision
 from services.consensus.engine.fixedpoint import FloatArray
 
 Metric = Literal["nominal", "ordinal", "interval"]
@@ -100,3 +102,11 @@ def annotator_confusion(
         matrix = out.setdefault(annotator, np.zeros((len(classes), len(classes))))
         matrix[index[reference[item]], index[value]] += 1.0
     return {a: (m, float(np.trace(m) / m.sum())) for a, m in sorted(out.items())}
+
+
+def consensus_reference(
+    decisions: Iterable[Decision], outcomes: Collection[str] = ("reached",)
+) -> dict[str, str]:
+    """item -> consensus label of decisions with one of `outcomes`: a reference for
+    `annotator_confusion` (pass gold labels instead to score against gold)."""
+    return {d.item_id: str(d.label) for d in decisions if d.outcome in outcomes}

@@ -59,15 +59,13 @@ KIND_PARAMS: Mapping[str, Mapping[str, ParamValue]] = MappingProxyType(
         # them never changes the parameters (and digest) of policies of other kinds.
         "numeric": MappingProxyType(
             {
-                # robust: prior pseudo-observations at `numeric_prior_sd` for each
-                # annotator's residual variance (the inverse-variance weight).
-                "variance_prior_strength": 4.0,
-                # robust: prior residual standard deviation, as a multiple of the item's
-                # robust spread when the annotator is new (0 = use the spread alone).
-                "numeric_prior_sd": 1.0,
-                # robust: Huber constant, in robust standard deviations, beyond which a
-                # value's weight falls as k / |z| (Huber 1964).
-                "huber_k": 1.5,
+                # robust: prior pseudo-labels at the pooled residual variance for each
+                # annotator's own variance (their inverse-variance weight).
+                "variance_prior_strength": 50.0,
+                # robust: Huber constant in standard deviations (0 = plain weighted mean).
+                "huber_k": 3.0,
+                # robust: correct each annotator's learned additive bias first.
+                "numeric_bias": False,
             }
         ),
         "boxes": MappingProxyType(

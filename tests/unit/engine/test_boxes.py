@@ -75,7 +75,7 @@ def test_a_box_only_one_of_three_readers_draws_is_rejected() -> None:
     _, decision = fold(boxes_policy("mv", threshold=0.9), labels, EMPTY)
     assert decision is not None
     assert decision.label == ((10.0, 10.0, 50.0, 50.0, "nodule"),)
-    mass = [d for d in decision.details["boxes"] if d["fused"][4] == "mass"][0]
+    mass = next(d for d in decision.details["boxes"] if d["fused"][4] == "mass")
     assert mass["present"] is False
 
 

@@ -55,7 +55,13 @@ def test_numeric_median_ignores_a_single_outlier() -> None:
 def test_numeric_robust_corrects_an_annotator_with_a_learned_bias() -> None:
     from .helpers import stream
 
-    policy = ConsensusPolicy(method="robust", kind="numeric", min_labels=1, max_labels=99)
+    policy = ConsensusPolicy(
+        method="robust",
+        kind="numeric",
+        min_labels=1,
+        max_labels=99,
+        params={"numeric_bias": True},
+    )
     events = []
     for item in range(30):
         truth = float(item)
@@ -68,3 +74,23 @@ def test_numeric_robust_corrects_an_annotator_with_a_learned_bias() -> None:
     _, decision = fold(policy, [label("x", "high", 109.0), label("y", "fair1", 101.0)], ledger)
     assert decision is not None
     assert abs(float(decision.label) - 100.5) < 1.0
+
+
+def test_numeric_robust_learns_to_trust_precise_readers_more_than_noisy_ones() -> None:
+    import numpy as np
+
+    from .helpers import stream
+
+    rng = np.random.default_rng(0)
+    policy = ConsensusPolicy(method="robust", kind="numeric", min_labels=1, max_labels=99)
+    events = []
+    for item in range(60):
+        truth = float(item)
+        for reader, sd in (("precise1", 0.5), ("precise2", 0.5), ("noisy", 8.0)):
+            value = truth + float(rng.normal(0.0, sd))
+            events.append((f"i{item}", label(f"{item}{reader}", reader, value)))
+    _, ledger, _ = stream(policy, events)
+    _, decision = fold(policy, [label("x", "precise1", 50.0), label("y", "noisy", 60.0)], ledger)
+    assert decision is not None
+    # The plain mean says 55; the variance prior (50 pseudo-labels) still shrinks the weights.
+    assert 50.0 <= float(decision.label) < 53.0

@@ -140,3 +140,10 @@ def test_mask_decisions_ignore_arrival_order_and_learn_additively(
     assert decision.to_dict() == reference.to_dict()
     states, ledger, _ = stream(policy, [("a", o) for o in shuffled] + [("b", labels[0])])
     assert ledger.version == recount(list(states.values())).version
+
+
+def test_raters_who_all_leave_the_mask_empty_reach_an_empty_consensus() -> None:
+    labels = [label("a", "r1", "rle:3x3:9"), label("b", "r2", "rle:3x3:9")]
+    _, decision = fold(mask_policy(min_labels=2), labels, EMPTY)
+    assert decision is not None
+    assert (decision.outcome, decision.label, decision.confidence) == ("reached", "rle:3x3:9", 1.0)

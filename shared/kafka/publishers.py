@@ -1,0 +1,130 @@
+"""How the outbox relay gets rows into Kafka: at least once, or exactly once.
+
+`BrokerPublisher` uses the service's idempotent producer; a crash between publishing and
+marking rows sent republishes them, and consumers' inboxes absorb the duplicates.
+
+`TransactionalPublisher` is for topics read by consumers without an inbox (the hospital
+topic). Each batch is one Kafka transaction that also writes the batch's outbox ids to
+`relay.checkpoints.v1`. After a crash the relay reads its last checkpoint (read_committed)
+and marks those ids sent before draining again, so a row is in Kafka exactly once and
+readers using `isolation.level=read_committed` never see an aborted batch. The
+transactional id fences a previous relay process that is still alive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from faststream.kafka import KafkaBroker
+
+from shared.db.pool import DbConnection
+from shared.settings import StackSettings
+from shared.topics import RELAY_CHECKPOINTS
+
+
+class RowPublisher(Protocol):
+    async def start(self) -> None: ...
+
+    async def recover(self, conn: DbConnection) -> None: ...
+
+    async def publish(self, rows: Sequence[asyncpg.Record]) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class BrokerPublisher:
+    """At least once, through the service's faststream broker."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self.broker = broker
+
+    async def start(self) -> None:
+        return None
+
+    async def recover(self, conn: DbConnection) -> None:
+        return None
+
+    async def publish(self, rows: Sequence[asyncpg.Record]) -> None:
+        futures = [
+            await self.broker.publish(
+                row["value"], row["topic"], key=row["key"], headers=row["headers"], no_confirm=True
+            )
+            for row in rows
+        ]
+        for future in futures:
+            await future
+
+    async def stop(self) -> None:
+        return None
+
+
+class TransactionalPublisher:
+    """Exactly once: one Kafka transaction per batch, with its outbox ids checkpointed."""
+
+    def __init__(self, stack: StackSettings, service: str) -> None:
+        self.stack = stack
+        self.service = service
+        self.checkpoint_topic = RELAY_CHECKPOINTS.qualified(stack.topic_prefix)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=stack.kafka_bootstrap,
+            transactional_id=f"consilium-{stack.topic_prefix}{service}-relay",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            client_id=f"consilium-{service}-relay",
+        )
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def publish(self, rows: Sequence[asyncpg.Record]) -> None:
+        checkpoint = json.dumps({"ids": [row["id"] for row in rows]}).encode()
+        async with self.producer.transaction():
+            for row in rows:
+                await self.producer.send(
+                    row["topic"],
+                    row["value"],
+                    key=row["key"],
+                    headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+                )
+            await self.producer.send(self.checkpoint_topic, checkpoint, key=self.service.encode())
+
+    async def recover(self, conn: DbConnection) -> None:
+        """Mark the rows of the last committed transaction as sent (they are in Kafka)."""
+        ids = await self.last_checkpoint()
+        if ids:
+            await conn.execute(
+                """UPDATE outbox SET published_at = now()
+                   WHERE id = ANY($1::bigint[]) AND published_at IS NULL""",
+                ids,
+            )
+
+    async def last_checkpoint(self) -> list[int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.stack.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            partition = TopicPartition(self.checkpoint_topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            end = (await consumer.end_offsets([partition]))[partition]
+            last: Any = None
+            while await consumer.position(partition) < end:
+                batches = await consumer.getmany(partition, timeout_ms=1000)
+                for record in batches.get(partition, []):
+                    if record.key == self.service.encode():
+                        last = record.value
+            return [int(i) for i in json.loads(last)["ids"]] if last else []
+        finally:
+            await consumer.stop()

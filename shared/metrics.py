@@ -15,6 +15,7 @@ class Metrics:
     dead_lettered: Counter
     batch_seconds: Histogram
     outbox_backlog: Gauge
+    consumer_lag: Gauge
 
 
 def _build() -> Metrics:
@@ -50,6 +51,12 @@ def _build() -> Metrics:
             "consilium_outbox_backlog",
             "Outbox rows not yet published.",
             ["service"],
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "consilium_consumer_lag",
+            "Records between a partition's end and this consumer's position.",
+            ["consumer", "topic", "partition"],
             registry=registry,
         ),
     )

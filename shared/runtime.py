@@ -28,6 +28,7 @@ from shared.kafka.consumer import ConsumerConfig, EventConsumer, Route
 from shared.kafka.publishers import BrokerPublisher, RowPublisher, TransactionalPublisher
 from shared.kafka.relay import OutboxRelay
 from shared.logging import configure_logging, get_logger
+from shared.metrics import METRICS
 from shared.settings import ServiceSettings, StackSettings
 from shared.telemetry import configure_tracing
 from shared.topics import Topic
@@ -137,6 +138,7 @@ class ServiceRuntime:
             stopping=self.stopping,
         )
         self._tasks.append(asyncio.create_task(relay.run(), name=f"{self.schema}-relay"))
+        self._tasks.append(asyncio.create_task(self._measure_lag(), name="lag"))
         for loop in wiring.background:
             self._tasks.append(asyncio.create_task(loop(self.stopping)))
         if self.serve_http:
@@ -183,15 +185,31 @@ class ServiceRuntime:
         checks["consumer"] = "ok" if self._assigned() else "no partitions assigned"
         return checks
 
-    def _assigned(self) -> bool:
+    async def _measure_lag(self, every_s: float = 5.0) -> None:
+        """Publish consumer lag per assigned partition (end offset minus position)."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every_s)
+            for consumer in self._consumers():
+                with contextlib.suppress(Exception):  # a rebalance may pull partitions away
+                    for partition in consumer.assignment():
+                        end = consumer.highwater(partition)
+                        if end is None:
+                            continue
+                        position = await consumer.position(partition)
+                        METRICS.consumer_lag.labels(
+                            self.definition.name, partition.topic, str(partition.partition)
+                        ).set(max(0, end - position))
+
+    def _consumers(self) -> list[Any]:
         broker = self.deps.broker if self.deps else None
         if broker is None:
-            return False
-        for subscriber in broker.subscribers:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is not None and consumer.assignment():
-                return True
-        return False
+            return []
+        found = (getattr(s, "consumer", None) for s in broker.subscribers)
+        return [consumer for consumer in found if consumer is not None]
+
+    def _assigned(self) -> bool:
+        return any(consumer.assignment() for consumer in self._consumers())
 
     async def serve_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then shut down gracefully."""

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli.dlq import app as dlq_app
 from services.cli.export_cmd import export_command, replay_command
 from services.consensus.evaluation.cli import eval_command
 from shared.settings import SERVICES, StackSettings, service_settings
@@ -55,6 +56,14 @@ def schemas(
 
     for path in write_schemas(out):
         console.print(str(path))
+
+
+@app.command()
+def status() -> None:
+    """One screen: infrastructure, each service's readiness, consumer lag, queue depths."""
+    from services.cli.status import status_screen
+
+    raise typer.Exit(0 if asyncio.run(status_screen()) else 1)
 
 
 @app.command()
@@ -151,5 +160,6 @@ def demo(
 
 
 app.command("eval")(eval_command)
+app.add_typer(dlq_app, name="dlq")
 app.command("export")(export_command)
 app.command("replay")(replay_command)

@@ -49,6 +49,7 @@ async def stack() -> AsyncIterator[StackSettings]:
     await _require_servers(settings)
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
     await _migrate_test_database()
+    await _register_test_client()
     yield settings
     await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
 
@@ -83,6 +84,27 @@ async def _migrate_test_database() -> None:
     for name in SERVICES:
         spec = definition(name)
         await migrate(dsn_for(name), name, spec.migrations)
+
+
+async def _register_test_client() -> None:
+    """The test front-end (tests/factories.py signs with its key) may speak for anyone."""
+    from services.submission.clients import register_client
+    from services.submission.settings import SubmissionConfig
+    from shared.db.pool import connect
+    from tests import factories
+
+    conn = await connect(dsn_for("submission"), "submission")
+    try:
+        await register_client(
+            conn,
+            SubmissionConfig().master,
+            factories.CLIENT_ID,
+            all_annotators=True,
+            key_id=factories.KEY_ID,
+            salt=factories.KEY_SALT,
+        )
+    finally:
+        await conn.close()
 
 
 def settings_for(service: str, **overrides: Any) -> ServiceSettings:
@@ -132,8 +154,15 @@ class Kafka:
     stack: StackSettings
     producer: AIOKafkaProducer
 
-    async def publish(self, topic: Topic, event: Envelope[Any]) -> None:
-        await self.publish_raw(topic, event.encode(), event.key.encode())
+    async def publish(self, topic: Topic, event: Envelope[Any], *, signed: bool = True) -> None:
+        """Publish an event; ingress label events are signed by the test front-end."""
+        value = event.encode()
+        headers = None
+        if signed and topic.name == "labels.submitted.v1":
+            from tests import factories
+
+            headers = factories.sign(value)
+        await self.publish_raw(topic, value, event.key.encode(), headers)
 
     async def publish_raw(
         self,

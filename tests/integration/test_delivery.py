@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.cli.dlq import replay
 from shared.db.pool import connect, create_pool
 from shared.events import ITEM_REGISTERED, REGISTRY
 from shared.kafka.broker import make_broker
@@ -29,11 +30,12 @@ class FlakyHandler:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.done: list[str] = []
+        self.fixed = False
 
     async def __call__(self, ctx: HandlerContext, event: Any) -> None:
         item_id = event.payload.item_id
         self.calls[item_id] += 1
-        if item_id.startswith("poison-"):
+        if item_id.startswith("poison-") and not self.fixed:
             raise RuntimeError(f"cannot handle {item_id}")
         await ctx.conn.execute("SELECT 1")
         self.done.append(item_id)
@@ -107,6 +109,18 @@ async def test_a_handler_that_raises_dead_letters_after_bounded_retries_and_the_
             await conn.close()
         assert row is not None
         assert row["attempts"] == 3 and bytes(row["value"]) == poison.encode()
+
+        # After the fix, `consilium dlq replay` re-drives it and it is processed once.
+        handler.fixed = True
+        assert await replay("export", [row["id"]], "handler fixed", "tests", dsn_for("export")) == 1
+        await wait_until(lambda: poison.payload.item_id in handler.done, timeout=60)
+        conn = await connect(dsn_for("export"), "export")
+        try:
+            replayed = await conn.fetchrow("SELECT * FROM dead_letters WHERE id = $1", row["id"])
+        finally:
+            await conn.close()
+        assert replayed is not None and replayed["replay_count"] == 1
+        assert (replayed["replayed_by"], replayed["replay_note"]) == ("tests", "handler fixed")
     finally:
         stop.set()
         await task

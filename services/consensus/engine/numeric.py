@@ -14,8 +14,9 @@
   weight (huber_k = 0: the plain precision-weighted mean). With numeric_bias on, values are
   first corrected by the annotator's additive bias sum(residual) / (N_a +
   bias_prior_strength), the residuals for the bias taken from the weighted median of the
-  corrected values (a reference one biased reader cannot drag). Confidence: P(|truth - estimate| <= numeric_tolerance) under a
-  normal error with variance 1 / sum of the final weights.
+  corrected values (a reference one biased reader cannot drag). Confidence:
+  P(|truth - estimate| <= numeric_tolerance) under a normal error with variance
+  1 / sum of the final weights.
 
   Measured on zheng_emotion_continuous (700 items, 10 raters each): MAE mean 12.02,
   median 13.53, robust 11.8 (see docs/CONSENSUS.md). Bias correction is off by default

@@ -28,8 +28,9 @@ from services.consensus.engine.boxes import iou, match, parse_boxes
 from .helpers import fold, label, stream
 
 EMPTY = ReliabilitySnapshot.empty()
-NODULE = [10.0, 10.0, 50.0, 50.0, "nodule"]
-MASS = [100.0, 100.0, 140.0, 160.0, "mass"]
+Raw = tuple[float | str, ...]
+NODULE: Raw = (10.0, 10.0, 50.0, 50.0, "nodule")
+MASS: Raw = (100.0, 100.0, 140.0, 160.0, "mass")
 
 
 def boxes_policy(method: str = "ds", **kwargs: object) -> ConsensusPolicy:
@@ -41,8 +42,8 @@ def boxes_policy(method: str = "ds", **kwargs: object) -> ConsensusPolicy:
     )
 
 
-def shifted(box: list[float | str], dx: float) -> list[float | str]:
-    return [float(box[0]) + dx, float(box[1]) + dx, float(box[2]) + dx, float(box[3]) + dx, box[4]]
+def shifted(box: Raw, dx: float) -> Raw:
+    return (float(box[0]) + dx, float(box[1]) + dx, float(box[2]) + dx, float(box[3]) + dx, box[4])
 
 
 def test_iou_of_identical_disjoint_and_half_overlapping_boxes() -> None:
@@ -54,9 +55,9 @@ def test_iou_of_identical_disjoint_and_half_overlapping_boxes() -> None:
 
 def test_three_readers_drawing_the_same_nodule_reach_one_fused_box() -> None:
     labels = [
-        label("a", "r1", (tuple(NODULE),)),
-        label("b", "r2", (tuple(shifted(NODULE, 1.0)),)),
-        label("c", "r3", (tuple(shifted(NODULE, -1.0)),)),
+        label("a", "r1", (NODULE,)),
+        label("b", "r2", (shifted(NODULE, 1.0),)),
+        label("c", "r3", (shifted(NODULE, -1.0),)),
     ]
     _, decision = fold(boxes_policy("mv", threshold=0.9), labels, EMPTY)
     assert decision is not None
@@ -68,9 +69,9 @@ def test_three_readers_drawing_the_same_nodule_reach_one_fused_box() -> None:
 
 def test_a_box_only_one_of_three_readers_draws_is_rejected() -> None:
     labels = [
-        label("a", "r1", (tuple(NODULE), tuple(MASS))),
-        label("b", "r2", (tuple(NODULE),)),
-        label("c", "r3", (tuple(NODULE),)),
+        label("a", "r1", (NODULE, MASS)),
+        label("b", "r2", (NODULE,)),
+        label("c", "r3", (NODULE,)),
     ]
     _, decision = fold(boxes_policy("mv", threshold=0.9), labels, EMPTY)
     assert decision is not None
@@ -107,24 +108,24 @@ def test_readers_who_all_draw_nothing_agree_that_the_image_is_empty() -> None:
 
 def test_disagreeing_readers_ask_for_more_then_escalate_at_max_labels() -> None:
     policy = boxes_policy("mv", min_labels=2, max_labels=3, threshold=0.9)
-    first = [label("a", "r1", (tuple(NODULE),)), label("b", "r2", ())]
+    first = [label("a", "r1", (NODULE,)), label("b", "r2", ())]
     _, decision = fold(policy, first, EMPTY)
     assert decision is not None and decision.outcome == "needs_more"
-    _, decision = fold(policy, [*first, label("c", "r3", (tuple(MASS),))], EMPTY)
+    _, decision = fold(policy, [*first, label("c", "r3", (MASS,))], EMPTY)
     assert decision is not None and decision.outcome == "contested"
 
 
 def test_a_critical_box_class_escalates_when_any_reader_draws_it() -> None:
     policy = boxes_policy("mv", critical=CriticalRule(values=("mass",)))
-    _, decision = fold(policy, [label("a", "r1", (tuple(MASS),))], EMPTY)
+    _, decision = fold(policy, [label("a", "r1", (MASS,))], EMPTY)
     assert decision is not None and decision.outcome == "contested"
     assert decision.reason == "critical finding reported"
 
 
 def test_an_adjudicator_closes_the_item_with_their_boxes() -> None:
     labels = [
-        label("a", "r1", (tuple(NODULE),)),
-        label("z", "boss", (tuple(MASS),), role="adjudicator"),
+        label("a", "r1", (NODULE,)),
+        label("z", "boss", (MASS,), role="adjudicator"),
     ]
     _, decision = fold(boxes_policy(), labels, EMPTY)
     assert decision is not None
@@ -138,14 +139,14 @@ def test_a_precise_reader_learned_online_pulls_the_fused_box_toward_them() -> No
     for item in range(40):
         noise = 4.0 if item % 2 else -4.0
         events += [
-            (f"i{item}", label(f"{item}a", "precise", (tuple(shifted(NODULE, 0.2)),))),
-            (f"i{item}", label(f"{item}b", "steady", (tuple(shifted(NODULE, -0.2)),))),
-            (f"i{item}", label(f"{item}c", "sloppy", (tuple(shifted(NODULE, noise)),))),
+            (f"i{item}", label(f"{item}a", "precise", (shifted(NODULE, 0.2),))),
+            (f"i{item}", label(f"{item}b", "steady", (shifted(NODULE, -0.2),))),
+            (f"i{item}", label(f"{item}c", "sloppy", (shifted(NODULE, noise),))),
         ]
     _, ledger, _ = stream(policy, events)
     pair = [
-        label("x", "precise", (tuple(NODULE),)),
-        label("y", "sloppy", (tuple(shifted(NODULE, 4.0)),)),
+        label("x", "precise", (NODULE,)),
+        label("y", "sloppy", (shifted(NODULE, 4.0),)),
     ]
     _, decision = fold(policy, pair, ledger)
     assert decision is not None
@@ -166,7 +167,7 @@ def test_boxes_policy_state_and_decision_survive_json() -> None:
     policy = boxes_policy(params={"box_iou_threshold": 0.4})
     assert ConsensusPolicy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
     state, decision = fold(
-        policy, [label("a", "r1", [NODULE, MASS]), label("b", "r2", [NODULE])], EMPTY
+        policy, [label("a", "r1", (NODULE, MASS)), label("b", "r2", (NODULE,))], EMPTY
     )
     assert decision is not None
     assert ItemState.from_dict(json.loads(json.dumps(state.to_dict()))) == state

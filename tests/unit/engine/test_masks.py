@@ -107,7 +107,7 @@ def test_raters_who_draw_different_regions_are_not_confident() -> None:
 
 
 def test_masks_given_as_rows_equal_the_encoded_form_and_survive_json() -> None:
-    rows = [[0, 1, 1], [0, 1, 0]]
+    rows: tuple[tuple[float, ...], ...] = ((0, 1, 1), (0, 1, 0))
     policy = mask_policy(min_labels=1)
     state, as_rows = fold(policy, [label("a", "r1", rows), label("b", "r2", rows)], EMPTY)
     _, as_rle = fold(

@@ -16,6 +16,7 @@ class Metrics:
     batch_seconds: Histogram
     outbox_backlog: Gauge
     consumer_lag: Gauge
+    time_to_consensus: Histogram
 
 
 def _build() -> Metrics:
@@ -51,6 +52,12 @@ def _build() -> Metrics:
             "consilium_outbox_backlog",
             "Outbox rows not yet published.",
             ["service"],
+            registry=registry,
+        ),
+        time_to_consensus=Histogram(
+            "consilium_time_to_consensus_seconds",
+            "From an item's first accepted label to its first published consensus.",
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
             registry=registry,
         ),
         consumer_lag=Gauge(

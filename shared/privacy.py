@@ -56,7 +56,7 @@ _KEYWORD = re.compile(
     re.IGNORECASE,
 )
 _TEXT_PATTERNS = (
-    ("a person's name", re.compile(r"\b(?:mr|mrs|ms|miss|mx)\.?\s+[A-Z][a-z]+")),
+    ("a person's name", re.compile(r"\b(?i:mr|mrs|ms|miss|mx)\.?\s+[A-Z][a-z]+")),
     ("a person's name", re.compile(r"\b(?:patient|pt)?[\s_-]*name\s*[:=]", re.IGNORECASE)),
     ("a social security number", re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")),
     ("an e-mail address", re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")),

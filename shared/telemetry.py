@@ -21,7 +21,6 @@ def configure_tracing(
     service: str, exporter: str = "none", endpoint: str | None = None
 ) -> TracerProvider | None:
     """Install a tracer provider once per process; `exporter` is none, console or otlp."""
-    global _configured
     if _configured or exporter == "none":
         return None
     provider = TracerProvider(resource=Resource.create({"service.name": f"consilium-{service}"}))
@@ -33,9 +32,18 @@ def configure_tracing(
     else:
         span_exporter = ConsoleSpanExporter()
     provider.add_span_processor(BatchSpanProcessor(span_exporter))
-    trace.set_tracer_provider(provider)
-    _configured = True
+    install(provider)
     return provider
+
+
+def install(provider: TracerProvider) -> None:
+    """Make `provider` the process's tracer provider and trace database calls with it."""
+    global _configured
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    trace.set_tracer_provider(provider)
+    AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    _configured = True
 
 
 def tracer(name: str) -> trace.Tracer:
@@ -47,6 +55,11 @@ def inject_headers() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier
+
+
+def headers_context(headers: Mapping[str, str]) -> otel_context.Context:
+    """The trace context stored with an outbox row (its headers, as text)."""
+    return propagate.extract(dict(headers))
 
 
 def extract_context(

@@ -9,6 +9,7 @@ from shared.runtime import Dependencies, ServiceDefinition, Wiring
 from shared.topics import (
     ASSIGNMENTS_ISSUED,
     ASSIGNMENTS_REQUESTED,
+    CONSENSUS_REACHED,
     DEAD_LETTERS,
     ITEMS_REGISTERED,
     TASKS_DEFINED,
@@ -27,6 +28,7 @@ DEFINITION = ServiceDefinition(
         TASKS_DEFINED,
         ITEMS_REGISTERED,
         ASSIGNMENTS_REQUESTED,
+        CONSENSUS_REACHED,
     ),
     produces=(
         ASSIGNMENTS_ISSUED,

@@ -12,15 +12,23 @@ from shared.envelope import Envelope
 from shared.events import (
     ASSIGNMENT_ISSUED,
     ASSIGNMENT_REQUESTED,
+    CONSENSUS_REACHED_EVENT,
     ITEM_REGISTERED,
     TASK_DEFINED,
     AssignmentIssued,
     AssignmentRequested,
+    ConsensusReached,
     ItemRegistered,
     TaskDefined,
 )
 from shared.kafka.consumer import Handler, HandlerContext, Route
-from shared.topics import ASSIGNMENTS_ISSUED, ASSIGNMENTS_REQUESTED, ITEMS_REGISTERED, TASKS_DEFINED
+from shared.topics import (
+    ASSIGNMENTS_ISSUED,
+    ASSIGNMENTS_REQUESTED,
+    CONSENSUS_REACHED,
+    ITEMS_REGISTERED,
+    TASKS_DEFINED,
+)
 
 LEASE = timedelta(hours=24)
 
@@ -102,6 +110,18 @@ class AssignmentHandlers:
                 ctx.now,
             )
 
+    async def on_consensus_reached(
+        self, ctx: HandlerContext, event: Envelope[ConsensusReached]
+    ) -> None:
+        """A decided item needs no more labels: its open assignments close, leases go."""
+        closed = await ctx.conn.fetch(
+            """UPDATE assignments SET status = 'closed'
+               WHERE item_id = $1 AND status = 'open' RETURNING assignment_id""",
+            event.payload.item_id,
+        )
+        if closed:
+            await self.redis.delete(*[f"consilium:lease:{r['assignment_id']}" for r in closed])
+
     async def _task(self, ctx: HandlerContext, task_id: str) -> TaskDefined | None:
         row = await ctx.conn.fetchval(
             "SELECT definition FROM tasks WHERE task_id = $1 ORDER BY version DESC LIMIT 1", task_id
@@ -173,4 +193,5 @@ class AssignmentHandlers:
             route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
             route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
             route(ASSIGNMENTS_REQUESTED, ASSIGNMENT_REQUESTED, self.on_assignment_requested),
+            route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, self.on_consensus_reached),
         ]

@@ -3,6 +3,8 @@ on the decision (publish, ask for one more label, or escalate)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from services.consensus import engine
 from services.consensus.policies import decision_record, engine_policy, observation
 from services.consensus.reliability_store import PgReliability
@@ -23,6 +25,7 @@ from shared.events import (
     TaskDefined,
 )
 from shared.kafka.consumer import HandlerContext, Route
+from shared.metrics import METRICS
 from shared.topics import (
     ADJUDICATION_REQUESTED,
     ASSIGNMENTS_REQUESTED,
@@ -59,6 +62,7 @@ class ConsensusHandlers:
         observed = observation(label)
         if tracked.engine.with_label(observed).labels == tracked.engine.labels:
             return  # a stale revision or a label the item already holds
+        tracked.first_label_at = tracked.first_label_at or label.received_at.isoformat()
         task = await store.task(label.task_id, label.task_version)
         if task is None:
             tracked.engine = tracked.engine.with_label(observed)
@@ -97,6 +101,9 @@ class ConsensusHandlers:
                 tracked.published_label,
                 tracked.published_contributors,
             ):
+                if version == 0 and tracked.first_label_at is not None:
+                    waited = ctx.now - datetime.fromisoformat(tracked.first_label_at)
+                    METRICS.time_to_consensus.observe(max(0.0, waited.total_seconds()))
                 version += 1
                 tracked.published_label, tracked.published_contributors = record.label, contributors
                 emit(

@@ -18,6 +18,7 @@ class TrackedItem:
     escalated: bool = False
     published_label: Any = None
     published_contributors: list[str] = field(default_factory=list)
+    first_label_at: str | None = None  # ISO time the first label was received
 
     @classmethod
     def new(cls, item_id: str) -> TrackedItem:
@@ -33,6 +34,7 @@ class TrackedItem:
             "escalated": self.escalated,
             "published_label": self.published_label,
             "published_contributors": self.published_contributors,
+            "first_label_at": self.first_label_at,
         }
 
     @classmethod
@@ -43,4 +45,5 @@ class TrackedItem:
             escalated=bool(data.get("escalated", False)),
             published_label=data.get("published_label"),
             published_contributors=list(data.get("published_contributors", [])),
+            first_label_at=data.get("first_label_at"),
         )

@@ -268,7 +268,8 @@ class SubmissionHandlers:
             return Rejection(RejectionCode.PHI_SUSPECTED, phi.message), None, None
         task = await store.task(payload.task_id, payload.task_version)
         item = await store.item(payload.item_id)
-        return check_target(payload, event.key, task, item), task, item
+        versions = await store.task_versions(payload.task_id) if task is None else []
+        return check_target(payload, event.key, task, item, versions), task, item
 
     async def on_invalid_label(self, ctx: HandlerContext, error: DecodeError) -> None:
         """Undecodable or invalid ingress bytes are answered on labels.rejected, never dropped;

@@ -74,6 +74,12 @@ class PgSubmissionStore:
         )
         return TaskDefined.model_validate(row) if row is not None else None
 
+    async def task_versions(self, task_id: str) -> list[int]:
+        rows = await self.conn.fetch(
+            "SELECT version FROM tasks WHERE task_id = $1 ORDER BY version", task_id
+        )
+        return [r["version"] for r in rows]
+
     async def register_item(
         self, item_id: str, task_id: str, width: float | None, height: float | None
     ) -> None:

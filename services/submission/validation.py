@@ -114,14 +114,24 @@ def check_authenticity(
 
 
 def check_target(
-    event: Ingress, envelope_key: str, task: TaskDefined | None, item: ItemInfo | None
+    event: Ingress,
+    envelope_key: str,
+    task: TaskDefined | None,
+    item: ItemInfo | None,
+    task_versions: Sequence[int] = (),
 ) -> Rejection | None:
     """The envelope is keyed by the item, which is a registered item of the claimed task
-    version."""
+    version (`task_versions`: the versions of the task that are known, if it is not)."""
     if envelope_key != event.item_id:
         return Rejection(
             RejectionCode.INVALID_ENVELOPE,
             "the envelope key must be the item id (it orders the item's labels)",
+        )
+    if task is None and task_versions:
+        known = ", ".join(f"v{v}" for v in sorted(task_versions))
+        return Rejection(
+            RejectionCode.TASK_VERSION_MISMATCH,
+            f"task {event.task_id} has no version {event.task_version} (known: {known})",
         )
     if task is None:
         return Rejection(

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
+from opentelemetry import trace
 
 from shared.db.pool import DbConnection
 from shared.settings import StackSettings
+from shared.telemetry import headers_context, tracer
 from shared.topics import RELAY_CHECKPOINTS
 
 
@@ -34,6 +37,16 @@ class RowPublisher(Protocol):
     async def publish(self, rows: Sequence[asyncpg.Record]) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def publish_span(row: asyncpg.Record) -> AbstractContextManager[trace.Span]:
+    """A producer span per relayed row, child of the span that wrote the row."""
+    return tracer("consilium.relay").start_as_current_span(
+        f"{row['topic']} publish",
+        context=headers_context(row["headers"]),
+        kind=trace.SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.destination.name": row["topic"]},
+    )
 
 
 class BrokerPublisher:
@@ -49,12 +62,18 @@ class BrokerPublisher:
         return None
 
     async def publish(self, rows: Sequence[asyncpg.Record]) -> None:
-        futures = [
-            await self.broker.publish(
-                row["value"], row["topic"], key=row["key"], headers=row["headers"], no_confirm=True
-            )
-            for row in rows
-        ]
+        futures = []
+        for row in rows:
+            with publish_span(row):
+                futures.append(
+                    await self.broker.publish(
+                        row["value"],
+                        row["topic"],
+                        key=row["key"],
+                        headers=row["headers"],
+                        no_confirm=True,
+                    )
+                )
         for future in futures:
             await future
 
@@ -88,12 +107,13 @@ class TransactionalPublisher:
         checkpoint = json.dumps({"ids": [row["id"] for row in rows]}).encode()
         async with self.producer.transaction():
             for row in rows:
-                await self.producer.send(
-                    row["topic"],
-                    row["value"],
-                    key=row["key"],
-                    headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
-                )
+                with publish_span(row):
+                    await self.producer.send(
+                        row["topic"],
+                        row["value"],
+                        key=row["key"],
+                        headers=[(k, str(v).encode()) for k, v in row["headers"].items()],
+                    )
             await self.producer.send(self.checkpoint_topic, checkpoint, key=self.service.encode())
 
     async def recover(self, conn: DbConnection) -> None:

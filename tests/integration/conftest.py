@@ -19,12 +19,16 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.db.migrate import migrate
 from shared.envelope import Envelope
 from shared.kafka.admin import delete_topics, ensure_topics
 from shared.runtime import ServiceRuntime
 from shared.settings import SERVICES, ServiceSettings, StackSettings, service_settings
+from shared.telemetry import inject_headers, install
 from shared.topics import Topic
 
 pytestmark = pytest.mark.integration
@@ -42,9 +46,17 @@ def free_port() -> int:
         return port
 
 
+SPANS = InMemorySpanExporter()
+
+
 @pytest.fixture(scope="session")
 async def stack() -> AsyncIterator[StackSettings]:
-    """The real stack with a fresh topic prefix; fails loudly when a server is down."""
+    """The real stack with a fresh topic prefix; fails loudly when a server is down.
+
+    Every span of the session (all services run in this process) is kept in SPANS."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    install(provider)
     settings = StackSettings(topic_prefix=f"t{uuid.uuid4().hex[:8]}.")
     await _require_servers(settings)
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
@@ -171,6 +183,8 @@ class Kafka:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        """Publish bytes; the current trace context (if any) travels in the headers."""
+        headers = [*(headers or []), *((k, v.encode()) for k, v in inject_headers().items())]
         await self.producer.send_and_wait(
             topic.qualified(self.stack.topic_prefix), value, key=key, headers=headers or []
         )

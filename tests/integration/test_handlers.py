@@ -15,12 +15,8 @@ import pytest
 from services.consensus.handlers import ConsensusHandlers
 from services.consensus.reliability_store import PgReliability
 from services.export.handlers import on_consensus_reached
-from services.submission.handlers import (
-    label_id_for,
-    on_item_registered,
-    on_label_submitted,
-    on_task_defined,
-)
+from services.submission.handlers import SubmissionHandlers, label_id_for
+from services.submission.settings import SubmissionConfig
 from shared.db.pool import connect
 from shared.envelope import Envelope
 from shared.events import (
@@ -33,7 +29,6 @@ from shared.events import (
 )
 from shared.kafka.consumer import HandlerContext
 from shared.kafka.outbox import Emitter, Outbox
-from shared.kafka.records import Delivery
 from tests import factories
 from tests.integration.conftest import dsn_for
 
@@ -49,7 +44,7 @@ async def handler_context(service: str) -> AsyncIterator[Callable[[Envelope[Any]
     outbox = Outbox(conn, "")
 
     def make(event: Envelope[Any]) -> HandlerContext:
-        delivery = Delivery("t", 0, 0, event.key.encode(), event.encode(), (), 0)
+        delivery = factories.delivery(event)  # signed by the test front-end, stamped now
         return HandlerContext(conn, Emitter(service, outbox, factories.NOW, event), delivery)
 
     try:
@@ -63,17 +58,22 @@ def _outbox_events(ctx: HandlerContext) -> list[Envelope[Any]]:
     return [REGISTRY.decode(row[2]) for row in ctx.emitter.outbox._rows]
 
 
+SUBMISSION = SubmissionHandlers(SubmissionConfig())
+
+
 async def test_submission_stores_a_valid_label_and_emits_it_as_accepted(stack: Any) -> None:
     async with handler_context("submission") as context:
         definition = factories.task()
         item = factories.item_event(definition.task_id)
         label = factories.label_event(item.payload.item_id, definition.task_id, "reader-a", "1")
-        await on_task_defined(
+        lease = factories.assignment_event(item.payload.item_id, definition.task_id, "reader-a")
+        await SUBMISSION.on_task_defined(
             context(factories.task_event(definition)), factories.task_event(definition)
         )
-        await on_item_registered(context(item), item)
+        await SUBMISSION.on_item_registered(context(item), item)
+        await SUBMISSION.on_assignment_issued(context(lease), lease)
         ctx = context(label)
-        await on_label_submitted(ctx, label)
+        await SUBMISSION.on_label_submitted(ctx, label)
         (accepted,) = _outbox_events(ctx)
         stored = await ctx.conn.fetchrow("SELECT * FROM labels WHERE event_id = $1", label.event_id)
     assert accepted.event_type == LABEL_ACCEPTED.event_type
@@ -86,12 +86,12 @@ async def test_submission_stores_a_valid_label_and_emits_it_as_accepted(stack: A
 async def test_submission_answers_an_unknown_item_with_a_rejection_not_an_error(stack: Any) -> None:
     async with handler_context("submission") as context:
         definition = factories.task()
-        await on_task_defined(
+        await SUBMISSION.on_task_defined(
             context(factories.task_event(definition)), factories.task_event(definition)
         )
         label = factories.label_event("never-registered", definition.task_id, "reader-a", "1")
         ctx = context(label)
-        await on_label_submitted(ctx, label)
+        await SUBMISSION.on_label_submitted(ctx, label)
         (rejected,) = _outbox_events(ctx)
     assert rejected.payload.code == "unknown_item"
     assert rejected.payload.rejected_event_id == label.event_id

@@ -72,7 +72,9 @@ def test_a_label_of_another_kind_than_the_task_is_rejected() -> None:
 def test_ordinal_grades_outside_the_scale_are_not_allowed() -> None:
     birads = factories.task("birads", label_kind="ordinal", classes=(), ordinal_range=(1, 5))
     assert check_value(OrdinalValue(grade=4), birads, ITEM) is None
-    assert _code(check_value(OrdinalValue(grade=6), birads, ITEM)) == RejectionCode.VALUE_NOT_ALLOWED
+    assert (
+        _code(check_value(OrdinalValue(grade=6), birads, ITEM)) == RejectionCode.VALUE_NOT_ALLOWED
+    )
 
 
 def test_multilabel_findings_must_be_known_and_unique() -> None:
@@ -245,3 +247,20 @@ def test_authenticity_rules(case: str, code: RejectionCode | None) -> None:
         key = _key(may_speak_for_annotator=False)
     found = _authenticity(value, headers, key, client)
     assert (found.code if found else None) == code
+
+
+def test_a_known_task_without_the_claimed_version_is_a_version_mismatch() -> None:
+    label = _label()
+    found = check_target(label, "item-1", None, ITEM, task_versions=[2, 3])
+    assert _code(found) == RejectionCode.TASK_VERSION_MISMATCH
+
+
+def test_stale_revision_is_retired_but_old_rejections_still_decode() -> None:
+    """Late revisions are kept as superseded now; events that carry the old code decode."""
+    from shared.events import LabelRejected
+
+    old = LabelRejected(
+        rejected_event_id=None, code=RejectionCode("stale_revision"), message="m",
+        raw_sha256="0" * 64, source_topic="t", source_partition=0, source_offset=0,
+    )  # fmt: skip
+    assert old.code is RejectionCode.STALE_REVISION

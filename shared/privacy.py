@@ -12,7 +12,9 @@ JSON document and reports the first place that looks like PHI:
 * in identifier values (item, annotator, task, client ids): a full calendar date or an
   MRN/DOB keyword.
 
-It is a tripwire, not a de-identification tool: it errs towards rejecting, and a
+Every pattern is bounded (no unbounded repetition before a literal), so scanning stays
+linear in the text's length, even for an oversized event. It is a tripwire, not a
+de-identification tool: it errs towards rejecting, and a
 rejected event's reason names the field, never the value.
 """
 
@@ -45,21 +47,21 @@ _DATE = re.compile(
     r"(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])"
     r"|(?:0?[1-9]|[12]\d|3[01])[-/.](?:0?[1-9]|1[0-2])[-/.](?:19|20)?\d{2}"
     r"|(?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01])[-/.](?:19|20)?\d{2}"
-    rf"|(?:0?[1-9]|[12]\d|3[01])\s*{_MONTHS}\s*(?:19|20)\d{{2}}"
-    rf"|{_MONTHS}\s*(?:0?[1-9]|[12]\d|3[01]),?\s*(?:19|20)\d{{2}}"
+    rf"|(?:0?[1-9]|[12]\d|3[01])\s{{0,3}}{_MONTHS}\s{{0,3}}(?:19|20)\d{{2}}"
+    rf"|{_MONTHS}\s{{0,3}}(?:0?[1-9]|[12]\d|3[01]),?\s{{0,3}}(?:19|20)\d{{2}}"
     r")(?!\d)",
     re.IGNORECASE,
 )
 _KEYWORD = re.compile(
-    r"(?:^|[^a-z])(?:dob|d\.o\.b|date[\s_-]*of[\s_-]*birth|born[\s_-]+on|mrn|"
-    r"medical[\s_-]*record)(?:[^a-z]|$)",
+    r"(?:^|[^a-z])(?:dob|d\.o\.b|date[\s_-]{0,3}of[\s_-]{0,3}birth|born[\s_-]{1,3}on|mrn|"
+    r"medical[\s_-]{0,3}record)(?:[^a-z]|$)",
     re.IGNORECASE,
 )
 _TEXT_PATTERNS = (
     ("a person's name", re.compile(r"\b(?i:mr|mrs|ms|miss|mx)\.?\s+[A-Z][a-z]+")),
-    ("a person's name", re.compile(r"\b(?:patient|pt)?[\s_-]*name\s*[:=]", re.IGNORECASE)),
+    ("a person's name", re.compile(r"\bname\s{0,3}[:=]", re.IGNORECASE)),
     ("a social security number", re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)")),
-    ("an e-mail address", re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")),
+    ("an e-mail address", re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}\.[a-z]{2,}", re.IGNORECASE)),
     ("a phone number", re.compile(r"(?<!\d)\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}(?!\d)")),
     ("a record number", re.compile(r"(?<!\d)\d{7,}(?!\d)")),
 )

@@ -138,7 +138,7 @@ class ServiceRuntime:
             stopping=self.stopping,
         )
         self._tasks.append(asyncio.create_task(relay.run(), name=f"{self.schema}-relay"))
-        self._tasks.append(asyncio.create_task(self._measure_lag(), name="lag"))
+        self._tasks.append(asyncio.create_task(self._measure(), name="gauges"))
         for loop in wiring.background:
             self._tasks.append(asyncio.create_task(loop(self.stopping)))
         if self.serve_http:
@@ -185,21 +185,34 @@ class ServiceRuntime:
         checks["consumer"] = "ok" if self._assigned() else "no partitions assigned"
         return checks
 
-    async def _measure_lag(self, every_s: float = 5.0) -> None:
-        """Publish consumer lag per assigned partition (end offset minus position)."""
+    async def _measure(self, every_s: float = 5.0) -> None:
+        """Gauges that need polling: consumer lag per assigned partition (end offset minus
+        position; partitions lost in a rebalance are dropped) and the outbox backlog."""
+        reported: set[tuple[str, str, str]] = set()
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=every_s)
+            current: set[tuple[str, str, str]] = set()
             for consumer in self._consumers():
                 with contextlib.suppress(Exception):  # a rebalance may pull partitions away
                     for partition in consumer.assignment():
                         end = consumer.highwater(partition)
                         if end is None:
                             continue
+                        labels = (self.definition.name, partition.topic, str(partition.partition))
                         position = await consumer.position(partition)
-                        METRICS.consumer_lag.labels(
-                            self.definition.name, partition.topic, str(partition.partition)
-                        ).set(max(0, end - position))
+                        METRICS.consumer_lag.labels(*labels).set(max(0, end - position))
+                        current.add(labels)
+            for labels in reported - current:
+                with contextlib.suppress(KeyError):
+                    METRICS.consumer_lag.remove(*labels)
+            reported = current
+            if self.deps is not None:
+                with contextlib.suppress(Exception):  # the database may be down: keep trying
+                    backlog = await self.deps.pool.fetchval(
+                        "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+                    )
+                    METRICS.outbox_backlog.labels(self.definition.name).set(backlog)
 
     def _consumers(self) -> list[Any]:
         broker = self.deps.broker if self.deps else None

@@ -43,7 +43,13 @@ ASSIGNMENTS_ISSUED: Final = Topic(
     "assignments.issued.v1", 6, "annotator_id", "A leased assignment for a front-end to show."
 )
 LABELS_SUBMITTED: Final = Topic(
-    "labels.submitted.v1", 6, "item_id", "Ingress: label events published by front-ends."
+    "labels.submitted.v1",
+    6,
+    "item_id",
+    "Ingress: label events published by front-ends.",
+    # The broker stamps each record: the signature window and assignment leases are judged
+    # against when a label reached Kafka, which the sender cannot choose.
+    {"message.timestamp.type": "LogAppendTime"},
 )
 LABELS_ACCEPTED: Final = Topic(
     "labels.accepted.v1", 6, "item_id", "Labels that passed validation and were stored."

@@ -1,9 +1,12 @@
 """`consilium demo`: replay a real multi-reader dataset through the running services.
 
-The demo plays the annotation front-end: it defines the tasks, registers the readers and
-the items, publishes every reader's label as a `labels.submitted.v1` event in a seeded
-random order, then reads the hospital topic and the adjudication topic and scores the
-published consensus against the dataset's truth. Ids derive from the dataset and the
+The demo plays the annotation front-end: it defines the tasks, registers the readers, its
+own front-end client (allowed to speak for them) and the items, then does what a real
+front-end does: it consumes `assignments.issued.v1` and answers each of its readers'
+assignments with that reader's label from the dataset, as a signed `labels.submitted.v1`
+event (the first wave in a seeded random order, later assignments as they come). It then
+reads the hospital topic and the adjudication topic and scores the published consensus
+against the dataset's truth. Ids derive from the dataset and the
 Kafka cluster's id, so running it twice against the same stack has no second effect (the
 second run reports the same result), while a new stack gets a run of its own even if
 PostgreSQL kept an older one's state.
@@ -12,6 +15,7 @@ PostgreSQL kept an older one's state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from dataclasses import dataclass
@@ -26,10 +30,12 @@ from rich.progress import Progress
 from rich.table import Table
 
 from services.assignment.admin import register_annotators
-from services.cli.datasets import read_answers, read_truth, safe_id
+from services.cli.datasets import Answer, read_answers, read_truth, safe_id
 from services.cli.demo_plan import DemoPlan, Method, majority_vote, make_plan, stable_uuid
 from services.cli.launcher import Launcher
 from services.cli.publish import producer, publish_task, send
+from services.submission.clients import register_client
+from services.submission.settings import SubmissionConfig
 from shared.db.pool import connect
 from shared.events import (
     ITEM_REGISTERED,
@@ -40,8 +46,10 @@ from shared.events import (
     LabelSubmitted,
 )
 from shared.settings import StackSettings, service_settings
+from shared.signing import SigningKey, sign
 from shared.topics import (
     ADJUDICATION_REQUESTED,
+    ASSIGNMENTS_ISSUED,
     CONSENSUS_LABELS,
     ITEMS_REGISTERED,
     LABELS_SUBMITTED,
@@ -49,7 +57,12 @@ from shared.topics import (
 
 console = Console()
 CLIENT_ID = "demo-frontend"
+# The demo's key is derived from the master key and a fixed salt, so every run (and every
+# machine with the same master key) signs with the same registered key.
+KEY_ID = f"{CLIENT_ID}.demo"
+KEY_SALT = "consilium-demo"
 STALL_S = 120.0  # give up waiting when the services publish nothing for this long
+FIRST_WAVE_QUIET_S = 3.0  # the first wave of assignments is complete after this much quiet
 
 
 @dataclass
@@ -118,10 +131,16 @@ async def run_demo(
                 "reader",
             )
             await publish_task(stack, task, producer_name=CLIENT_ID)
+        key = await _register_frontend(plan)
         await _register_items(stack, plan)
         await _wait_for_items(plan, timeout)
-        await _replay(stack, plan, seed)
-        await _collect(stack, plan, truth, result, timeout)
+        frontend = asyncio.create_task(_frontend(stack, plan, seed, key))
+        try:
+            await _collect(stack, plan, truth, result, timeout)
+        finally:
+            frontend.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await frontend
     finally:
         await launcher.stop()
     result.seconds = time.monotonic() - started
@@ -178,42 +197,136 @@ async def _wait_for_items(plan: DemoPlan, timeout: float) -> None:
         await conn.close()
 
 
-async def _replay(stack: StackSettings, plan: DemoPlan, seed: int) -> None:
-    order = list(plan.answers)
-    random.Random(seed).shuffle(order)
-    async with producer(stack) as client:
-        with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("publishing labels", total=len(order))
-            futures: list[Any] = []
-            for answer in order:
-                item_id = plan.item_id(answer.task)
-                task = plan.tasks[plan.item_task[item_id]]
-                now = datetime.now(UTC)
-                label = LabelSubmitted(
-                    annotation_id=stable_uuid("annotation", answer.worker, item_id),
-                    item_id=item_id,
-                    task_id=task.task_id,
-                    task_version=task.version,
-                    annotator_id=safe_id(answer.worker),
-                    client_id=CLIENT_ID,
-                    value=CategoricalValue(label=answer.label),
-                    labeled_at=now,
+async def _register_frontend(plan: DemoPlan) -> SigningKey:
+    """Register the demo's front-end client for the plan's readers (idempotent)."""
+    conn = await connect(service_settings("submission").database_url, "submission")
+    try:
+        issued = await register_client(
+            conn,
+            SubmissionConfig().master,
+            CLIENT_ID,
+            annotators=[safe_id(reader) for reader in plan.readers],
+            description="consilium demo: replays a multi-reader dataset",
+            key_id=KEY_ID,
+            salt=KEY_SALT,
+        )
+    finally:
+        await conn.close()
+    return issued.signing_key
+
+
+async def _already_answered(plan: DemoPlan) -> set[Any]:
+    """Event ids of labels submission already stored (a front-end remembers what it sent)."""
+    ids = [stable_uuid("label", a.worker, plan.item_id(a.task)) for a in plan.answers]
+    conn = await connect(service_settings("submission").database_url, "submission")
+    try:
+        rows = await conn.fetch("SELECT event_id FROM labels WHERE event_id = ANY($1::uuid[])", ids)
+    finally:
+        await conn.close()
+    return {r["event_id"] for r in rows}
+
+
+async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: SigningKey) -> None:
+    """Answer the readers' assignments with their labels from the dataset, signed.
+
+    The first wave (the initial overlap of every item) is collected until the topic is
+    quiet, then answered in a seeded random order; later assignments (consensus asking for
+    one more reader) are answered as they arrive. Labels stored by an earlier run are not
+    sent again.
+    """
+    answers: dict[tuple[str, str], Answer] = {
+        (safe_id(a.worker), plan.item_id(a.task)): a for a in plan.answers
+    }
+    done = await _already_answered(plan)
+    consumer = AIOKafkaConsumer(
+        ASSIGNMENTS_ISSUED.qualified(stack.topic_prefix),
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async with producer(stack) as client:
+            wave: list[tuple[Answer, Any]] = []
+            quiet_since = time.monotonic()
+            first_wave = True
+            while True:
+                batches = await consumer.getmany(timeout_ms=250, max_records=5000)
+                for records in batches.values():
+                    quiet_since = time.monotonic()
+                    for record in records:
+                        lease: Any = REGISTRY.decode(record.value).payload
+                        answer = answers.pop((safe_id(lease.annotator_id), lease.item_id), None)
+                        if answer is not None:
+                            wave.append((answer, lease.assignment_id))
+                if first_wave and time.monotonic() - quiet_since < FIRST_WAVE_QUIET_S:
+                    continue
+                if first_wave:
+                    random.Random(seed).shuffle(wave)
+                    first_wave = False
+                if wave:
+                    await _publish(client, stack, plan, wave, key, done)
+                    wave = []
+    finally:
+        await consumer.stop()
+
+
+async def _publish(
+    client: Any,
+    stack: StackSettings,
+    plan: DemoPlan,
+    wave: list[tuple[Answer, Any]],
+    key: SigningKey,
+    done: set[Any],
+) -> None:
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task("answering assignments", total=len(wave))
+        futures: list[Any] = []
+        for answer, assignment_id in wave:
+            item_id = plan.item_id(answer.task)
+            event_id = stable_uuid("label", answer.worker, item_id)
+            progress.advance(bar)
+            if event_id in done:
+                continue
+            task = plan.tasks[plan.item_task[item_id]]
+            now = datetime.now(UTC)
+            label = LabelSubmitted(
+                annotation_id=stable_uuid("annotation", answer.worker, item_id),
+                item_id=item_id,
+                task_id=task.task_id,
+                task_version=task.version,
+                annotator_id=safe_id(answer.worker),
+                client_id=CLIENT_ID,
+                assignment_id=assignment_id,
+                value=CategoricalValue(label=answer.label),
+                labeled_at=now,
+            )
+            event = LABEL_SUBMITTED.wrap(
+                label,
+                key=item_id,
+                producer=CLIENT_ID,
+                event_id=event_id,
+                occurred_at=now,
+                correlation_id=stable_uuid("run", plan.run),
+            )
+            value = event.encode()
+            futures.append(
+                await client.send(
+                    LABELS_SUBMITTED.qualified(stack.topic_prefix),
+                    value,
+                    key=item_id.encode(),
+                    headers=[
+                        ("content-type", b"application/json"),
+                        ("event_type", event.event_type.encode()),
+                        *sign(value, key, now),
+                    ],
                 )
-                event = LABEL_SUBMITTED.wrap(
-                    label,
-                    key=item_id,
-                    producer=CLIENT_ID,
-                    event_id=stable_uuid("label", answer.worker, item_id),
-                    occurred_at=now,
-                    correlation_id=stable_uuid("run", plan.run),
-                )
-                futures.append(await send(client, stack, LABELS_SUBMITTED, event))
-                if len(futures) >= 1000:
-                    await asyncio.gather(*futures)
-                    progress.advance(bar, len(futures))
-                    futures.clear()
-            await asyncio.gather(*futures)
-            progress.advance(bar, len(futures))
+            )
+            if len(futures) >= 1000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
 
 
 async def _collect(

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.db.pool import connect
+from shared.kafka.clients import client_options
 from shared.settings import SERVICES, StackSettings, service_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -104,7 +105,7 @@ async def replay(service: str, ids: list[int], note: str, who: str, dsn: str | N
     """Re-drive dead letters; returns how many. Also the API the tests use."""
     stack = StackSettings()
     conn = await connect(dsn or service_settings(service).database_url, service)
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=True)
+    producer = AIOKafkaProducer(**client_options(stack), enable_idempotence=True)
     await producer.start()
     count = 0
     try:

@@ -94,7 +94,7 @@ def topics(
         )
     console.print(table)
     if ensure:
-        created = asyncio.run(ensure_topics(stack.kafka_bootstrap, stack.topic_prefix))
+        created = asyncio.run(ensure_topics(stack))
         console.print(f"created: {', '.join(created) if created else 'none'}")
 
 

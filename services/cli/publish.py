@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.envelope import Envelope
 from shared.events import TASK_DEFINED, TaskDefined
+from shared.kafka.clients import client_options
 from shared.settings import StackSettings
 from shared.topics import TASKS_DEFINED, Topic
 
@@ -21,7 +22,7 @@ _TASK_NAMESPACE = uuid.UUID("0b7f1c52-3d8e-4a43-8f3e-8f9a1d2c6b10")
 @asynccontextmanager
 async def producer(stack: StackSettings) -> AsyncIterator[AIOKafkaProducer]:
     client = AIOKafkaProducer(
-        bootstrap_servers=stack.kafka_bootstrap,
+        **client_options(stack),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.db.pool import connect
+from shared.kafka.clients import client_options
 from shared.settings import SERVICES, StackSettings, service_settings
 
 console = Console()
@@ -46,9 +47,11 @@ QUEUES["assignment"] += [
 
 async def _service_health(service: str) -> str:
     settings = service_settings(service)
+    # A service bound to every interface is reached on loopback.
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
     try:
         async with httpx.AsyncClient(timeout=2.0) as client:
-            response = await client.get(f"http://{settings.http_host}:{settings.http_port}/readyz")
+            response = await client.get(f"http://{host}:{settings.http_port}/readyz")
     except httpx.HTTPError:
         return "[red]down[/red]"
     checks = response.json().get("checks", {})
@@ -61,9 +64,7 @@ async def _service_health(service: str) -> str:
 async def _infrastructure(stack: StackSettings) -> list[tuple[str, str]]:
     rows = []
     try:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=stack.kafka_bootstrap, request_timeout_ms=3000
-        )
+        admin = AIOKafkaAdminClient(**client_options(stack), request_timeout_ms=3000)
         await asyncio.wait_for(admin.start(), 5)
         cluster = await admin.describe_cluster()
         await admin.close()
@@ -84,8 +85,8 @@ async def _infrastructure(stack: StackSettings) -> list[tuple[str, str]]:
 
 async def _lag(stack: StackSettings) -> list[tuple[str, str, int]]:
     """Per consumer group and topic: end offsets minus committed offsets."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
-    reader = AIOKafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, group_id=None)
+    admin = AIOKafkaAdminClient(**client_options(stack))
+    reader = AIOKafkaConsumer(**client_options(stack), group_id=None)
     await admin.start()
     await reader.start()
     try:

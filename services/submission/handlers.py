@@ -118,10 +118,11 @@ class SubmissionHandlers:
     async def on_item_registered(
         self, ctx: HandlerContext, event: Envelope[ItemRegistered]
     ) -> None:
+        """Record the item, then answer the labels that overtook its registration."""
         item = event.payload
-        await PgSubmissionStore(ctx.conn).register_item(
-            item.item_id, item.task_id, item.image_width, item.image_height
-        )
+        store = PgSubmissionStore(ctx.conn)
+        await store.register_item(item.item_id, item.task_id, item.image_width, item.image_height)
+        await self._wake(ctx, await store.take_parked_for_item(item.item_id))
 
     async def on_assignment_issued(
         self, ctx: HandlerContext, event: Envelope[AssignmentIssued]
@@ -130,7 +131,12 @@ class SubmissionHandlers:
         assignment = event.payload
         store = PgSubmissionStore(ctx.conn)
         await store.save_assignment(assignment, event.occurred_at)
-        for delivery in await store.take_parked_for(assignment.item_id, assignment.annotator_id):
+        await self._wake(
+            ctx, await store.take_parked_for(assignment.item_id, assignment.annotator_id)
+        )
+
+    async def _wake(self, ctx: HandlerContext, deliveries: list[Delivery]) -> None:
+        for delivery in deliveries:
             parked: Envelope[LabelSubmitted] = REGISTRY.decode(
                 delivery.value, expect={LABEL_SUBMITTED.event_type}
             )
@@ -186,6 +192,10 @@ class SubmissionHandlers:
         store = PgSubmissionStore(ctx.conn)
         signed = SignedHeaders.read(ctx.delivery.headers)
         rejection, task, item = await self._common_checks(ctx, event, store, signed)
+        # The item's registration travels on another topic and may still be on its way.
+        unknown_item = rejection is not None and rejection.code == RejectionCode.UNKNOWN_ITEM
+        if unknown_item and await self._park(ctx, event, store, final):
+            return
         if rejection is None and task is not None and item is not None:
             rejection = check_value(label.value, task, item)
         history = await store.history(label.annotation_id)
@@ -197,10 +207,7 @@ class SubmissionHandlers:
             )
             verdict = check_assignment(label, task, candidates, published_at(ctx.delivery, ctx.now))
             if verdict == WAIT:
-                if not final and self.config.assignment_wait_s > 0:
-                    await store.park(
-                        event.event_id, label.item_id, label.annotator_id, ctx.delivery, ctx.now
-                    )
+                if await self._park(ctx, event, store, final):
                     return
                 rejection = no_assignment(label, self.config.assignment_wait)
             elif isinstance(verdict, Rejection):
@@ -241,6 +248,21 @@ class SubmissionHandlers:
             _provenance(row),
             event.event_id,
         )
+
+    async def _park(
+        self,
+        ctx: HandlerContext,
+        event: Envelope[LabelSubmitted],
+        store: PgSubmissionStore,
+        final: bool,
+    ) -> bool:
+        """Keep a label until its item or assignment arrives (True), unless it waited long
+        enough already (False: answer it now)."""
+        if final or self.config.assignment_wait_s <= 0:
+            return False
+        label = event.payload
+        await store.park(event.event_id, label.item_id, label.annotator_id, ctx.delivery, ctx.now)
+        return True
 
     async def _common_checks(
         self,

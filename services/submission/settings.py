@@ -21,7 +21,9 @@ class SubmissionConfig(BaseSettings):
     client_key_master: SecretStr = SecretStr(DEV_MASTER_KEY)
     # A signature is valid within this many seconds of the broker's time of the record.
     signature_window_s: float = Field(300.0, gt=0, le=24 * 3600)
-    # How long a label may wait for the assignment it answers before `no_assignment`.
+    # How long a label may wait for its item's registration or the assignment it answers
+    # (they travel on other topics and can be overtaken) before `unknown_item` or
+    # `no_assignment`.
     assignment_wait_s: float = Field(60.0, ge=0, le=24 * 3600)
     # How often parked labels are swept.
     sweep_every_s: float = Field(2.0, gt=0, le=600)

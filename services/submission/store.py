@@ -224,6 +224,13 @@ class PgSubmissionStore:
         )
         return [_parked_delivery(r) for r in sorted(rows, key=lambda r: r["offset"])]
 
+    async def take_parked_for_item(self, item_id: str) -> list[Delivery]:
+        """Remove and return the labels waiting for this item to be registered."""
+        rows = await self.conn.fetch(
+            "DELETE FROM parked_labels WHERE item_id = $1 RETURNING *", item_id
+        )
+        return [_parked_delivery(r) for r in sorted(rows, key=lambda r: r["offset"])]
+
     async def take_parked_before(self, cutoff: datetime, limit: int) -> list[Delivery]:
         """Remove and return labels that waited since before `cutoff` (skipping rows another
         instance is handling)."""

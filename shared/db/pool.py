@@ -33,9 +33,9 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 8, **kwargs: Any
     return pool
 
 
-async def connect(dsn: str, schema: str) -> asyncpg.Connection:
-    """One connection in `schema` (for LISTEN and for migrations)."""
-    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+async def connect(dsn: str, schema: str, connect_timeout_s: float = 10.0) -> asyncpg.Connection:
+    """One connection in `schema` (for LISTEN, migrations and operator tools)."""
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, timeout=connect_timeout_s)
     await _init_connection(conn, schema)
     return conn
 

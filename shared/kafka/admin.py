@@ -7,17 +7,18 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.kafka.clients import client_options
+from shared.settings import StackSettings
 from shared.topics import ALL_TOPICS, Topic
 
 
-async def ensure_topics(
-    bootstrap: str, prefix: str = "", topics: tuple[Topic, ...] = ALL_TOPICS
-) -> list[str]:
+async def ensure_topics(stack: StackSettings, topics: tuple[Topic, ...] = ALL_TOPICS) -> list[str]:
     """Create missing topics (single-node replication); returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="consilium-admin")
+    admin = AIOKafkaAdminClient(**client_options(stack), client_id="consilium-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        prefix = stack.topic_prefix
         wanted = [t for t in topics if t.qualified(prefix) not in existing]
         if not wanted:
             return []
@@ -32,11 +33,12 @@ async def ensure_topics(
         await admin.close()
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
+async def delete_topics(stack: StackSettings) -> None:
     """Delete every topic with `prefix` (test clean-up)."""
+    prefix = stack.topic_prefix
     if not prefix:
         raise ValueError("refusing to delete unprefixed topics")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="consilium-admin")
+    admin = AIOKafkaAdminClient(**client_options(stack), client_id="consilium-admin")
     await admin.start()
     try:
         names = [name for name in await admin.list_topics() if name.startswith(prefix)]

@@ -24,6 +24,10 @@ def make_broker(
         security=_security(stack),
         graceful_timeout=graceful_timeout,
         log_level=logging.DEBUG,
+        # Through the stdlib logger, so faststream's lines are JSON like every other.
+        logger=logging.getLogger("consilium.faststream"),
+        # Topics come from `consilium topics --ensure` with their partitions and configs.
+        allow_auto_create_topics=False,
     )
 
 

@@ -16,6 +16,9 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.TransactionRollbackError,
+    # A failover in progress: the old primary turned read-only, or the new one is starting.
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.CannotConnectNowError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )

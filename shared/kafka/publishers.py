@@ -24,6 +24,7 @@ from faststream.kafka import KafkaBroker
 from opentelemetry import trace
 
 from shared.db.pool import DbConnection
+from shared.kafka.clients import client_options
 from shared.settings import StackSettings
 from shared.telemetry import headers_context, tracer
 from shared.topics import RELAY_CHECKPOINTS
@@ -88,20 +89,30 @@ class TransactionalPublisher:
         self.stack = stack
         self.service = service
         self.checkpoint_topic = RELAY_CHECKPOINTS.qualified(stack.topic_prefix)
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=stack.kafka_bootstrap,
-            transactional_id=f"consilium-{stack.topic_prefix}{service}-relay",
+        self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the transactional publisher is not started")
+        return self._producer
+
+    async def start(self) -> None:
+        """A new producer each time: starting it fences any older one with this id."""
+        self._producer = AIOKafkaProducer(
+            **client_options(self.stack),
+            transactional_id=f"consilium-{self.stack.topic_prefix}{self.service}-relay",
             enable_idempotence=True,
             acks="all",
             linger_ms=2,
-            client_id=f"consilium-{service}-relay",
+            client_id=f"consilium-{self.service}-relay",
         )
-
-    async def start(self) -> None:
-        await self.producer.start()
+        await self._producer.start()
 
     async def stop(self) -> None:
-        await self.producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def publish(self, rows: Sequence[asyncpg.Record]) -> None:
         checkpoint = json.dumps({"ids": [row["id"] for row in rows]}).encode()
@@ -128,7 +139,7 @@ class TransactionalPublisher:
 
     async def last_checkpoint(self) -> list[int]:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.stack.kafka_bootstrap,
+            **client_options(self.stack),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -22,7 +22,8 @@ from shared.logging import get_logger
 from shared.metrics import METRICS
 
 log = get_logger(__name__)
-_RELAY_LOCK = 0x52454C59  # "RELY"
+_RELAY_LOCK = 0x52454C59  # "RELY": one drain at a time per schema
+_LEADER_LOCK = 0x4C454144  # "LEAD": one publishing relay per schema
 
 
 @dataclass
@@ -40,35 +41,59 @@ class OutboxRelay:
     _recovered: bool = False
 
     async def run(self) -> None:
-        """Relay until stopped; a NOTIFY from the outbox trigger wakes it immediately."""
+        """Relay until stopped; a NOTIFY from the outbox trigger wakes it immediately.
+
+        Of several instances of a service, the one holding the schema's leader lock (on its
+        LISTEN connection) starts its publisher and relays; the others wait as standbys,
+        so a transactional publisher is never fenced by a standby starting up.
+        """
         listener: asyncpg.Connection | None = None
+        leading = False
         failures = 0
-        await self.publisher.start()
-        while not self.stopping.is_set():
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await connect(self.dsn, self.schema)
-                    await listener.add_listener(f"{self.schema}_outbox", self._on_notify)
-                self._wake.clear()
-                published = await self.drain_once()
-                failures = 0
-                if published:
-                    continue
-                await self._sleep(self.poll_s)
-            except Exception as exc:
-                if not is_infrastructure_error(exc) and not _is_kafka_error(exc):
-                    log.exception("outbox_relay_failed", service=self.service)
-                failures += 1
-                self._recovered = False  # the last batch may be in Kafka but not marked
-                if listener is not None:
-                    with contextlib.suppress(Exception):
-                        await listener.close()
-                    listener = None
-                await self._sleep(min(5.0, 0.2 * 2**failures))
-        if listener is not None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if listener is None or listener.is_closed():
+                        leading = await self._step_down(leading)
+                        listener = await connect(self.dsn, self.schema)
+                        await listener.add_listener(f"{self.schema}_outbox", self._on_notify)
+                    if not leading:
+                        if not await listener.fetchval(
+                            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                            _LEADER_LOCK,
+                            self.schema,
+                        ):
+                            await self._sleep(self.poll_s * 4)
+                            continue
+                        await self.publisher.start()
+                        leading, self._recovered = True, False
+                    self._wake.clear()
+                    published = await self.drain_once()
+                    failures = 0
+                    if not published:
+                        await self._sleep(self.poll_s)
+                except Exception as exc:
+                    if not is_infrastructure_error(exc) and not _is_kafka_error(exc):
+                        log.exception("outbox_relay_failed", service=self.service)
+                    failures += 1
+                    self._recovered = False  # the last batch may be in Kafka but not marked
+                    leading = await self._step_down(leading)
+                    if listener is not None:
+                        with contextlib.suppress(Exception):
+                            await listener.close()
+                        listener = None
+                    await self._sleep(min(5.0, 0.2 * 2**failures))
+        finally:
+            await self._step_down(leading)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def _step_down(self, leading: bool) -> bool:
+        if leading:
             with contextlib.suppress(Exception):
-                await listener.close()
-        await self.publisher.stop()
+                await self.publisher.stop()
+        return False
 
     async def drain_once(self) -> int:
         """Publish one batch of unsent rows; returns how many were published."""

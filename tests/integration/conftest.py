@@ -8,6 +8,7 @@ consumer groups, so runs never see each other's events.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -59,11 +60,11 @@ async def stack() -> AsyncIterator[StackSettings]:
     install(provider)
     settings = StackSettings(topic_prefix=f"t{uuid.uuid4().hex[:8]}.")
     await _require_servers(settings)
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await ensure_topics(settings)
     await _migrate_test_database()
     await _register_test_client()
     yield settings
-    await delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    await delete_topics(settings)
 
 
 async def _require_servers(settings: StackSettings) -> None:
@@ -136,6 +137,10 @@ async def services(stack: StackSettings) -> AsyncIterator[dict[str, ServiceRunti
     """All four services running in this process against the real stack."""
     from services.cli.registry import definition
 
+    # A label that overtakes its item or assignment waits this long before it is answered
+    # (unknown_item / no_assignment); short, so tests of those codes do not wait a minute.
+    os.environ.setdefault("CONSILIUM_SUBMISSION_ASSIGNMENT_WAIT_S", "4")
+    os.environ.setdefault("CONSILIUM_SUBMISSION_SWEEP_EVERY_S", "0.5")
     runtimes = {
         name: ServiceRuntime(definition(name), settings_for(name), stack) for name in SERVICES
     }

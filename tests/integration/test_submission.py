@@ -53,7 +53,7 @@ class Submission:
             self.conn, Emitter("submission", outbox, datetime.now(UTC), event), delivery
         )
         h = self.handlers
-        handler = {
+        handler: Any = {
             "task.defined": h.on_task_defined,
             "item.registered": h.on_item_registered,
             "assignment.issued": h.on_assignment_issued,
@@ -110,6 +110,7 @@ async def test_an_accepted_label_records_its_full_provenance_and_is_audited(stac
         label = factories.label_event(item_id, task.task_id, "reader-a", "1")
         (accepted,) = await sub.handle(label)
         row = await sub.conn.fetchrow("SELECT * FROM labels WHERE event_id = $1", label.event_id)
+        assert row is not None
         audit = await sub.conn.fetchrow(
             "SELECT * FROM audit.log WHERE event_id = $1 AND kind = 'label.accepted'",
             label.event_id,
@@ -247,6 +248,7 @@ async def test_phi_in_a_free_text_field_is_rejected_and_its_bytes_are_not_kept(s
         kept = await sub.conn.fetchrow(
             "SELECT raw, raw_redacted FROM rejections WHERE event_id = $1", label.event_id
         )
+        assert kept is not None
     assert answer.payload.code == "phi_suspected"
     assert "1950" not in answer.payload.message and answer.payload.annotator_id is None
     assert kept["raw_redacted"] and bytes(kept["raw"]) == b""
@@ -267,9 +269,9 @@ async def test_phi_in_a_free_text_field_is_rejected_and_its_bytes_are_not_kept(s
 async def test_a_label_for_the_wrong_target_or_value_is_named(
     stack: Any, case: str, code: str
 ) -> None:
-    async with submission() as sub:
+    async with submission(assignment_wait_s=0) as sub:
         task, item_id, _ = await sub.item()
-        other_task, other_item, _ = await sub.item()
+        _, other_item, _ = await sub.item()
         make = factories.label_event
         events = {
             "unknown_task": make(item_id, "no-such-task", "reader-a", "1"),
@@ -450,6 +452,7 @@ async def test_a_retraction_is_stored_as_a_revision_and_emitted_for_consensus(
         stored = await sub.conn.fetchrow(
             "SELECT retraction, value, comment FROM labels WHERE event_id = $1", retraction.event_id
         )
+        assert stored is not None
         audited = await sub.conn.fetchval(
             "SELECT kind FROM audit.log WHERE event_id = $1", retraction.event_id
         )
@@ -486,3 +489,16 @@ async def test_the_audit_chain_of_a_busy_transaction_verifies(stack: Any) -> Non
             await sub.handle(factories.label_event(item_id, task.task_id, annotator, "1"))
         report = await PgAuditLog(sub.conn, "submission").verify()
     assert report.ok, report
+
+
+async def test_a_label_that_overtook_its_items_registration_is_answered_when_it_arrives(
+    stack: Any,
+) -> None:
+    async with submission() as sub:
+        task = factories.task(require_assignment=False)
+        await sub.handle(factories.task_event(task))
+        item = factories.item_event(task.task_id)
+        label = factories.label_event(item.payload.item_id, task.task_id, "reader-a", "1")
+        assert await sub.handle(label) == []  # parked until the item is known
+        (accepted,) = await sub.handle(item)
+    assert accepted.event_type == "label.accepted" and accepted.causation_id == label.event_id

@@ -59,3 +59,12 @@ def test_identifiers_with_a_full_date_are_suspected_but_plain_ids_are_not() -> N
 
 def test_timestamps_and_ids_in_structured_fields_are_not_text() -> None:
     assert find_phi(_label_document(labeled_at="2026-01-05T09:30:00Z")) is None
+
+
+def test_scanning_a_huge_value_stays_fast() -> None:
+    import time
+
+    started = time.perf_counter()
+    for text in ("x" * 300_000, "_" * 300_000, " " * 300_000, "1 " * 150_000):
+        find_phi(_label_document(comment=text))
+    assert time.perf_counter() - started < 2.0

@@ -14,7 +14,7 @@ from tests import factories
 
 def _valid(schema: dict[str, Any], event: Any) -> bool:
     validator = jsonschema.Draft202012Validator(schema)
-    return validator.is_valid(json.loads(event.encode()))
+    return bool(validator.is_valid(json.loads(event.encode())))
 
 
 def test_a_categorical_task_schema_fixes_the_task_and_its_classes() -> None:

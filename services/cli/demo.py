@@ -62,7 +62,7 @@ CLIENT_ID = "demo-frontend"
 KEY_ID = f"{CLIENT_ID}.demo"
 KEY_SALT = "consilium-demo"
 STALL_S = 120.0  # give up waiting when the services publish nothing for this long
-FIRST_WAVE_QUIET_S = 3.0  # the first wave of assignments is complete after this much quiet
+FIRST_WAVE_QUIET_S = 30.0  # answer a first wave that stays incomplete this long anyway
 
 
 @dataclass
@@ -229,14 +229,19 @@ async def _already_answered(plan: DemoPlan) -> set[Any]:
 async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: SigningKey) -> None:
     """Answer the readers' assignments with their labels from the dataset, signed.
 
-    The first wave (the initial overlap of every item) is collected until the topic is
-    quiet, then answered in a seeded random order; later assignments (consensus asking for
-    one more reader) are answered as they arrive. Labels stored by an earlier run are not
-    sent again.
+    The first wave (the initial overlap of every item) is collected whole, then answered
+    in a seeded random order; later assignments (consensus asking for one more reader)
+    are answered as they arrive. Labels stored by an earlier run are not sent again.
     """
+    first_wave_size = sum(
+        min(plan.tasks[task_id].initial_overlap, len(plan.readers))
+        for task_id in plan.item_task.values()
+    )
+    leased = 0
     answers: dict[tuple[str, str], Answer] = {
         (safe_id(a.worker), plan.item_id(a.task)): a for a in plan.answers
     }
+    position = {id(answer): index for index, answer in enumerate(plan.answers)}
     done = await _already_answered(plan)
     consumer = AIOKafkaConsumer(
         ASSIGNMENTS_ISSUED.qualified(stack.topic_prefix),
@@ -257,12 +262,17 @@ async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: Signin
                     quiet_since = time.monotonic()
                     for record in records:
                         lease: Any = REGISTRY.decode(record.value).payload
+                        leased += lease.item_id in plan.item_task
                         answer = answers.pop((safe_id(lease.annotator_id), lease.item_id), None)
                         if answer is not None:
                             wave.append((answer, lease.assignment_id))
-                if first_wave and time.monotonic() - quiet_since < FIRST_WAVE_QUIET_S:
+                quiet = time.monotonic() - quiet_since > FIRST_WAVE_QUIET_S
+                if first_wave and leased < first_wave_size and not quiet:
                     continue
                 if first_wave:
+                    # The dataset's order, then the seeded shuffle: the same order as a
+                    # replay of the whole dataset, whatever order the leases came in.
+                    wave.sort(key=lambda pair: position[id(pair[0])])
                     random.Random(seed).shuffle(wave)
                     first_wave = False
                 if wave:

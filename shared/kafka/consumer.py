@@ -83,6 +83,10 @@ class Route:
     on_replay: ReplayHandler | None = None
 
 
+class _SlowPath(Exception):
+    """The batch cannot take the fast path (see EventConsumer._process_fast)."""
+
+
 class PoisonMessage(Exception):
     """A record that can never be processed as it is (it goes straight to dead letters)."""
 
@@ -152,7 +156,9 @@ class EventConsumer:
             try:
                 started = time.perf_counter()
                 async with self.pool.acquire() as conn, conn.transaction():
-                    outcomes = [await self._process_one(conn, d) for d in deliveries]  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                    outcomes = await self._process_fast(conn, deliveries)  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                    if outcomes is None:
+                        outcomes = [await self._process_one(conn, d) for d in deliveries]  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
                 for delivery, outcome in zip(deliveries, outcomes, strict=True):
                     METRICS.events_in.labels(self.config.name, delivery.topic, outcome).inc()
                 METRICS.batch_seconds.labels(self.config.name).observe(
@@ -173,6 +179,89 @@ class EventConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=delay)
         return False
+
+    # ---------------------------------------------------------------- batch fast path
+    # The common batch (every record decodes, none was consumed before, every handler
+    # succeeds at once) runs in one savepoint with one inbox statement and one outbox flush
+    # for the whole batch, instead of a savepoint, an inbox insert and a flush per record.
+    # Anything else rolls that savepoint back and the batch takes the per-record path
+    # below, so outcomes, retries, replays and dead letters are exactly as before.
+
+    async def _process_fast(
+        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]
+    ) -> list[str] | None:
+        """Outcomes of the batch handled on the fast path, or None to take the slow one."""
+        if len(deliveries) < 2:
+            return None
+        decoded: list[tuple[Delivery, Route, Envelope[Any]]] = []
+        for delivery in deliveries:
+            routes = self._by_topic[delivery.topic]
+            if len(delivery.value) > self.config.max_event_bytes:
+                return None
+            try:
+                envelope = self.registry.decode(delivery.value, expect=set(routes))
+            except DecodeError:
+                return None
+            decoded.append((delivery, routes[envelope.event_type], envelope))
+        if len({envelope.event_id for _, _, envelope in decoded}) != len(decoded):
+            return None
+        outbox = Outbox(conn, self.config.topic_prefix)
+        try:
+            async with conn.transaction():
+                claimed = await conn.fetch(
+                    """INSERT INTO inbox (consumer, event_id, topic, partition, "offset", outcome)
+                       SELECT $1, e, t, p, o, 'processed'
+                       FROM unnest($2::uuid[], $3::text[], $4::integer[], $5::bigint[])
+                            AS claimed(e, t, p, o)
+                       ON CONFLICT (consumer, event_id) DO NOTHING RETURNING 1""",
+                    self.config.name,
+                    [envelope.event_id for _, _, envelope in decoded],
+                    [delivery.topic for delivery, _, _ in decoded],
+                    [delivery.partition for delivery, _, _ in decoded],
+                    [delivery.offset for delivery, _, _ in decoded],
+                )
+                if len(claimed) != len(decoded):
+                    raise _SlowPath("a record of the batch was consumed before")
+                for delivery, route, envelope in decoded:
+                    await self._handle_fast(conn, outbox, delivery, route, envelope)
+                await outbox.flush()
+        except Exception as exc:
+            outbox.discard()
+            if is_infrastructure_error(exc):
+                raise
+            if not isinstance(exc, _SlowPath):
+                log.info("batch_fast_path_declined", consumer=self.config.name, error=repr(exc))
+            return None
+        return ["processed"] * len(decoded)
+
+    async def _handle_fast(
+        self,
+        conn: asyncpg.Connection,
+        outbox: Outbox,
+        delivery: Delivery,
+        route: Route,
+        envelope: Envelope[Any],
+    ) -> None:
+        token = otel_context.attach(extract_context(delivery.headers))
+        try:
+            with tracer("consilium.consumer").start_as_current_span(
+                f"{delivery.topic} process",
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": delivery.topic,
+                    "messaging.kafka.partition": delivery.partition,
+                    "messaging.kafka.offset": delivery.offset,
+                    "messaging.consumer.group.name": self.config.group_id,
+                },
+            ) as span:
+                emitter = Emitter(self.config.name, outbox, self.clock(), envelope)
+                await route.handler(HandlerContext(conn, emitter, delivery), envelope)
+                span.set_attribute("consilium.outcome", "processed")
+        finally:
+            otel_context.detach(token)
+
+    # ---------------------------------------------------------------- per-record path
 
     async def _process_one(self, conn: asyncpg.Connection, delivery: Delivery) -> str:
         routes = self._by_topic[delivery.topic]

@@ -25,7 +25,9 @@ READERS = ("reader-a", "reader-b", "reader-c", "reader-d")
 
 
 async def _item_with_policy(kafka: Kafka, policy: ConsensusPolicy) -> tuple[str, str]:
-    definition = factories.task(policy=policy)
+    # These tests are about decisions: labels need no live assignment (the split-item test
+    # still answers the real assignments; test_submission covers the assignment rule).
+    definition = factories.task(policy=policy, require_assignment=False)
     await register_annotators(dsn_for("assignment"), definition.task_id, list(READERS), "reader")
     await kafka.publish(TASKS_DEFINED, factories.task_event(definition))
     item = factories.item_event(definition.task_id)

@@ -58,7 +58,8 @@ def _outbox_events(ctx: HandlerContext) -> list[Envelope[Any]]:
     return [REGISTRY.decode(row[2]) for row in ctx.emitter.outbox._rows]
 
 
-SUBMISSION = SubmissionHandlers(SubmissionConfig())
+# No waiting for items or assignments that may be on their way: answer at once.
+SUBMISSION = SubmissionHandlers(SubmissionConfig(assignment_wait_s=0))
 
 
 async def test_submission_stores_a_valid_label_and_emits_it_as_accepted(stack: Any) -> None:

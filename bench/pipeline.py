@@ -99,6 +99,14 @@ def dsn_for(service: str, sslmode: str | None = None) -> str:
     return f"postgresql://consilium_{service}:consilium_{service}@{HOST}:5432/{DATABASE}{query}"
 
 
+def use_database(name: str) -> None:
+    """Point every connection of this run at `name` (consilium_test by default)."""
+    global DATABASE
+    if not re.fullmatch(r"consilium_[a-z0-9_]+", name) or name == "consilium":
+        raise SystemExit("--database must be consilium_<something>, never the dev database")
+    DATABASE = name
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -117,9 +125,13 @@ def vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
+_FOREIGN = (b"consilium", b"services.cli", b"pytest", b"bench.pipeline", b"/work/main")
+
+
 def foreign_cpu_s(ours: set[int]) -> dict[int, float]:
-    """CPU seconds used so far by Consilium processes this bench did not start (another
-    engineer's demo or services on the same machine): the noise to report."""
+    """CPU seconds used so far, per process, by Consilium processes this bench did not
+    start (another engineer's demo, services or test run on the same machine): the noise
+    to report."""
     tick = os.sysconf("SC_CLK_TCK")
     used: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
@@ -127,7 +139,7 @@ def foreign_cpu_s(ours: set[int]) -> dict[int, float]:
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
             cmdline = (entry / "cmdline").read_bytes()
-            if b"consilium" not in cmdline and b"services.cli" not in cmdline:
+            if not any(mark in cmdline for mark in _FOREIGN):
                 continue
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
@@ -167,7 +179,7 @@ def cpu_by_group(services: dict[str, int]) -> dict[tuple[str, int], float]:
                 group = "redis"
             else:
                 cmdline = (entry / "cmdline").read_bytes()
-                other = b"consilium" in cmdline or b"services.cli" in cmdline
+                other = any(mark in cmdline for mark in _FOREIGN)
                 group = "other consilium processes" if other else "other"
             used[group, pid] = seconds
     return used
@@ -1088,6 +1100,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", default="/tmp")
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument(
+        "--database",
+        default=DATABASE,
+        help="PostgreSQL database for the services (consilium_test by default; a database "
+        "of its own, e.g. consilium_bench, keeps test sessions' outbox rows out of the run)",
+    )
+    parser.add_argument(
         "--db-sslmode",
         choices=["disable", "prefer", "require"],
         help="sslmode in the services' database URLs (default: none, i.e. libpq's prefer)",
@@ -1112,6 +1130,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    use_database(args.database)
     if args.stage:
         asyncio.run(run_stage(args, Path(args.stage_value).read_bytes()))
         return

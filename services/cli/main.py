@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli import audit as audit_cli
+from services.cli import clients as clients_cli
 from services.cli.dlq import app as dlq_app
 from services.cli.export_cmd import export_command, replay_command
+from services.cli.tasks import task_schema_command
 from services.consensus.evaluation.cli import eval_command
 from shared.settings import SERVICES, StackSettings, service_settings
 
@@ -161,5 +164,8 @@ def demo(
 
 app.command("eval")(eval_command)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(clients_cli.app, name="clients")
+app.add_typer(audit_cli.app, name="audit")
+app.command("task-schema")(task_schema_command)
 app.command("export")(export_command)
 app.command("replay")(replay_command)

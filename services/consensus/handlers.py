@@ -17,11 +17,13 @@ from shared.events import (
     ASSIGNMENT_REQUESTED,
     CONSENSUS_REACHED_EVENT,
     LABEL_ACCEPTED,
+    LABEL_RETRACTED,
     TASK_DEFINED,
     AdjudicationRequested,
     AssignmentRequested,
     ConsensusReached,
     LabelAccepted,
+    LabelRetracted,
     TaskDefined,
 )
 from shared.kafka.consumer import HandlerContext, Route
@@ -60,6 +62,8 @@ class ConsensusHandlers:
         loaded = await store.load(label.item_id)
         tracked, _, version = loaded if loaded else (TrackedItem.new(label.item_id), "open", 0)
         observed = observation(label)
+        if tracked.is_retracted(observed.annotation_id, observed.revision):
+            return  # an older revision of an annotation its reader has retracted
         if tracked.engine.with_label(observed).labels == tracked.engine.labels:
             return  # a stale revision or a label the item already holds
         tracked.first_label_at = tracked.first_label_at or label.received_at.isoformat()
@@ -71,6 +75,26 @@ class ConsensusHandlers:
             )
             return
         await self._decide(ctx, store, task, tracked, observed, version)
+
+    async def on_label_retracted(
+        self, ctx: HandlerContext, event: Envelope[LabelRetracted]
+    ) -> None:
+        """The reader withdrew an annotation: decide the item again without it."""
+        retraction = event.payload
+        store = PgConsensusStore(ctx.conn)
+        loaded = await store.load(retraction.item_id)
+        tracked, status, version = (
+            loaded if loaded else (TrackedItem.new(retraction.item_id), "open", 0)
+        )
+        changed = tracked.retract(str(retraction.annotation_id), retraction.revision)
+        task = await store.task(retraction.task_id, retraction.task_version)
+        if not changed or task is None:
+            await store.save(
+                retraction.item_id, retraction.task_id, retraction.task_version, tracked,
+                status if task else WAITING, version, ctx.now,
+            )  # fmt: skip
+            return
+        await self._decide(ctx, store, task, tracked, None, version)
 
     async def _decide(
         self,
@@ -182,4 +206,5 @@ class ConsensusHandlers:
         return [
             Route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
             Route(LABELS_ACCEPTED, LABEL_ACCEPTED, self.on_label_accepted),
+            Route(LABELS_ACCEPTED, LABEL_RETRACTED, self.on_label_retracted),
         ]

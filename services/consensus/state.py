@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.consensus import engine
@@ -19,10 +19,27 @@ class TrackedItem:
     published_label: Any = None
     published_contributors: list[str] = field(default_factory=list)
     first_label_at: str | None = None  # ISO time the first label was received
+    # annotation id -> highest retracted revision: lower revisions arriving late stay out.
+    retracted: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def new(cls, item_id: str) -> TrackedItem:
         return cls(engine.ItemState.new(item_id))
+
+    def retract(self, annotation_id: str, revision: int) -> bool:
+        """Drop an annotation unless a higher revision of it is held; True if it changed."""
+        self.retracted[annotation_id] = max(revision, self.retracted.get(annotation_id, 0))
+        kept = tuple(
+            obs
+            for obs in self.engine.labels
+            if obs.annotation_id != annotation_id or obs.revision > revision
+        )
+        changed = len(kept) != len(self.engine.labels)
+        self.engine = replace(self.engine, labels=kept)
+        return changed
+
+    def is_retracted(self, annotation_id: str, revision: int) -> bool:
+        return revision <= self.retracted.get(annotation_id, 0)
 
     def annotators(self) -> tuple[str, ...]:
         return tuple(sorted({obs.annotator_id for obs in self.engine.labels}))
@@ -35,6 +52,7 @@ class TrackedItem:
             "published_label": self.published_label,
             "published_contributors": self.published_contributors,
             "first_label_at": self.first_label_at,
+            "retracted": self.retracted,
         }
 
     @classmethod
@@ -46,4 +64,5 @@ class TrackedItem:
             published_label=data.get("published_label"),
             published_contributors=list(data.get("published_contributors", [])),
             first_label_at=data.get("first_label_at"),
+            retracted={k: int(v) for k, v in data.get("retracted", {}).items()},
         )

@@ -156,9 +156,13 @@ class EventConsumer:
             try:
                 started = time.perf_counter()
                 async with self.pool.acquire() as conn, conn.transaction():
-                    outcomes = await self._process_fast(conn, deliveries)  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                    failed: dict[int, BaseException] = {}
+                    outcomes = await self._process_fast(conn, deliveries, failed)  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
                     if outcomes is None:
-                        outcomes = [await self._process_one(conn, d) for d in deliveries]  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                        outcomes = [
+                            await self._process_one(conn, d, failed.get(i))  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                            for i, d in enumerate(deliveries)
+                        ]
                 for delivery, outcome in zip(deliveries, outcomes, strict=True):
                     METRICS.events_in.labels(self.config.name, delivery.topic, outcome).inc()
                 METRICS.batch_seconds.labels(self.config.name).observe(
@@ -188,9 +192,15 @@ class EventConsumer:
     # below, so outcomes, retries, replays and dead letters are exactly as before.
 
     async def _process_fast(
-        self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]
+        self,
+        conn: asyncpg.Connection,
+        deliveries: Sequence[Delivery],
+        failed: dict[int, BaseException],
     ) -> list[str] | None:
-        """Outcomes of the batch handled on the fast path, or None to take the slow one."""
+        """Outcomes of the batch handled on the fast path, or None to take the slow one.
+
+        A handler that raised here counts as that record's first attempt (`failed`, by
+        index), so the slow path calls it at most `max_attempts` times in all."""
         if len(deliveries) < 2:
             return None
         decoded: list[tuple[Delivery, Route, Envelope[Any]]] = []
@@ -222,15 +232,18 @@ class EventConsumer:
                 )
                 if len(claimed) != len(decoded):
                     raise _SlowPath("a record of the batch was consumed before")
-                for delivery, route, envelope in decoded:
-                    await self._handle_fast(conn, outbox, delivery, route, envelope)
+                for index, (delivery, route, envelope) in enumerate(decoded):
+                    try:
+                        await self._handle_fast(conn, outbox, delivery, route, envelope)
+                    except Exception as exc:
+                        if not is_infrastructure_error(exc) and not isinstance(exc, PoisonMessage):
+                            failed[index] = exc
+                        raise
                 await outbox.flush()
         except Exception as exc:
             outbox.discard()
             if is_infrastructure_error(exc):
                 raise
-            if not isinstance(exc, _SlowPath):
-                log.info("batch_fast_path_declined", consumer=self.config.name, error=repr(exc))
             return None
         return ["processed"] * len(decoded)
 
@@ -263,7 +276,9 @@ class EventConsumer:
 
     # ---------------------------------------------------------------- per-record path
 
-    async def _process_one(self, conn: asyncpg.Connection, delivery: Delivery) -> str:
+    async def _process_one(
+        self, conn: asyncpg.Connection, delivery: Delivery, failed: BaseException | None = None
+    ) -> str:
         routes = self._by_topic[delivery.topic]
         parent = extract_context(delivery.headers)
         token = otel_context.attach(parent)
@@ -279,14 +294,18 @@ class EventConsumer:
                     "messaging.consumer.group.name": self.config.group_id,
                 },
             ) as span:
-                outcome = await self._handle_with_retries(conn, routes, delivery)
+                outcome = await self._handle_with_retries(conn, routes, delivery, failed)
                 span.set_attribute("consilium.outcome", outcome)
                 return outcome
         finally:
             otel_context.detach(token)
 
     async def _handle_with_retries(
-        self, conn: asyncpg.Connection, routes: dict[str, Route], delivery: Delivery
+        self,
+        conn: asyncpg.Connection,
+        routes: dict[str, Route],
+        delivery: Delivery,
+        failed: BaseException | None = None,
     ) -> str:
         envelope: Envelope[Any] | None = None
         decode_error: DecodeError | None = None
@@ -308,9 +327,23 @@ class EventConsumer:
         # An unreadable record has no trustworthy event id: its position identifies it.
         event_id = envelope.event_id if envelope else delivery.position_id
 
-        last_error: BaseException | None = None
-        attempts = 0
-        for attempts in range(1, self.config.max_attempts + 1):
+        # A first attempt that already failed on the batch fast path counts.
+        last_error: BaseException | None = failed
+        attempts = 1 if failed is not None else 0
+        if failed is not None:
+            log.warning(
+                "handler_failed",
+                consumer=self.config.name,
+                topic=delivery.topic,
+                partition=delivery.partition,
+                offset=delivery.offset,
+                attempt=1,
+                error=repr(failed),
+            )
+            if self.config.max_attempts > 1:
+                await asyncio.sleep(self.config.retry_backoff_s)
+        first_attempt = attempts + 1
+        for attempts in range(first_attempt, self.config.max_attempts + 1):
             outbox = Outbox(conn, self.config.topic_prefix)
             ctx = HandlerContext(
                 conn, Emitter(self.config.name, outbox, self.clock(), envelope), delivery

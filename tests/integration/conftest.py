@@ -20,11 +20,13 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.db.migrate import migrate
+from shared.db.pool import connect
 from shared.envelope import Envelope
 from shared.kafka.admin import delete_topics, ensure_topics
 from shared.runtime import ServiceRuntime
@@ -62,9 +64,11 @@ async def stack() -> AsyncIterator[StackSettings]:
     await _require_servers(settings)
     await ensure_topics(settings)
     await _migrate_test_database()
+    await _drop_orphaned_outbox_rows(settings)
     await _register_test_client()
     yield settings
     await delete_topics(settings)
+    await _drop_orphaned_outbox_rows(settings, prefix=settings.topic_prefix)
 
 
 async def _require_servers(settings: StackSettings) -> None:
@@ -118,6 +122,33 @@ async def _register_test_client() -> None:
         )
     finally:
         await conn.close()
+
+
+async def _drop_orphaned_outbox_rows(settings: StackSettings, prefix: str | None = None) -> None:
+    """Unpublished test rows whose topics are gone (an earlier session's prefix, or this
+    one's at its end) would hold every relay of the test database back: remove them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = list(await admin.list_topics())
+    finally:
+        await admin.close()
+    for name in SERVICES:
+        conn = await connect(dsn_for(name), name)
+        try:
+            if prefix is None:
+                await conn.execute(
+                    """DELETE FROM outbox WHERE published_at IS NULL
+                       AND NOT (topic = ANY($1::text[]))""",
+                    existing,
+                )
+            else:
+                await conn.execute(
+                    "DELETE FROM outbox WHERE published_at IS NULL AND starts_with(topic, $1)",
+                    prefix,
+                )
+        finally:
+            await conn.close()
 
 
 def settings_for(service: str, **overrides: Any) -> ServiceSettings:

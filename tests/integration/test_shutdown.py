@@ -21,7 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 class SlowHandler:
-    """Records the item in the database; blocks on `slow_item` until released."""
+    """Blocks on `slow_item` until released. Its effect is the consumer's inbox row, which
+    commits in the same transaction as the handler or not at all."""
 
     def __init__(self, slow_item: str) -> None:
         self.slow_item = slow_item
@@ -30,9 +31,7 @@ class SlowHandler:
 
     async def __call__(self, ctx: HandlerContext, event: Any) -> None:
         item_id = event.payload.item_id
-        await ctx.conn.execute(
-            "INSERT INTO outbox (topic, value) VALUES ('shutdown-test', $1::text::bytea)", item_id
-        )
+        await ctx.conn.execute("SELECT 1")
         if item_id == self.slow_item:
             self.entered.set()
             await self.release.wait()
@@ -54,12 +53,11 @@ async def _member(stack: StackSettings, group: str, handler: SlowHandler) -> tup
     return broker, pool, stopping
 
 
-async def _effects(item_id: str) -> int:
+async def _effects(group: str, event_id: Any) -> int:
     conn = await connect(dsn_for("export"), "export")
     try:
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM outbox WHERE topic = 'shutdown-test' AND value = $1::text::bytea",
-            item_id,
+            "SELECT count(*) FROM inbox WHERE consumer = $1 AND event_id = $2", group, event_id
         )
         return count
     finally:
@@ -80,14 +78,14 @@ async def test_a_message_cut_off_by_shutdown_is_processed_again_after_restart(
     stopping.set()
     await broker.stop()
     await pool.close()
-    assert await _effects(event.payload.item_id) == 0
+    assert await _effects(group, event.event_id) == 0
 
     second = SlowHandler("nothing-is-slow-now")
     broker, pool, stopping = await _member(stack, group, second)
     try:
-        await wait_until(lambda: _effects(event.payload.item_id), timeout=60)
+        await wait_until(lambda: _effects(group, event.event_id), timeout=60)
     finally:
         stopping.set()
         await broker.stop()
         await pool.close()
-    assert await _effects(event.payload.item_id) == 1
+    assert await _effects(group, event.event_id) == 1

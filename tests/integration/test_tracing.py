@@ -27,8 +27,10 @@ async def test_a_label_s_trace_spans_submission_consensus_assignment_and_export(
     task_id, item_id = await _item_with_policy(
         kafka, ConsensusPolicy(method="mv", min_labels=3, max_labels=5, threshold=0.7)
     )
-    for reader in ("reader-a", "reader-b"):
-        await kafka.publish(LABELS_SUBMITTED, factories.label_event(item_id, task_id, reader, "1"))
+    for annotator in ("reader-a", "reader-b"):
+        await kafka.publish(
+            LABELS_SUBMITTED, factories.label_event(item_id, task_id, annotator, "1")
+        )
     with trace.get_tracer("tests").start_as_current_span("front-end submits") as root:
         await kafka.publish(
             LABELS_SUBMITTED, factories.label_event(item_id, task_id, "reader-c", "1")

@@ -13,6 +13,7 @@ transactional id fences a previous relay process that is still alive.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -137,6 +138,30 @@ class TransactionalPublisher:
                 ids,
             )
 
+    async def _stable_end(
+        self, consumer: AIOKafkaConsumer, partition: TopicPartition, wait_s: float = 30.0
+    ) -> int:
+        """The partition's end once no transaction is pending on it.
+
+        A transaction that has just committed may not have its markers written yet: its
+        records sit beyond the last stable offset. Reading before they land would miss the
+        newest checkpoint and publish its rows again, so wait until the stable end reaches
+        the high watermark (after fencing, no new transaction of ours can be open)."""
+        probe = AIOKafkaConsumer(
+            **client_options(self.stack), group_id=None, isolation_level="read_uncommitted"
+        )
+        await probe.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while True:
+                stable = (await consumer.end_offsets([partition]))[partition]
+                high = (await probe.end_offsets([partition]))[partition]
+                if stable >= high or asyncio.get_running_loop().time() > deadline:
+                    return int(stable)
+                await asyncio.sleep(0.1)
+        finally:
+            await probe.stop()
+
     async def last_checkpoint(self) -> list[int]:
         consumer = AIOKafkaConsumer(
             **client_options(self.stack),
@@ -149,7 +174,7 @@ class TransactionalPublisher:
             partition = TopicPartition(self.checkpoint_topic, 0)
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
+            end = await self._stable_end(consumer, partition)
             last: Any = None
             while await consumer.position(partition) < end:
                 batches = await consumer.getmany(partition, timeout_ms=1000)

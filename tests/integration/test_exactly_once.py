@@ -4,11 +4,16 @@ committing to Kafka and marking its rows sent."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from shared.db.pool import create_pool
+from shared.db.pool import connect
 from shared.kafka.publishers import TransactionalPublisher
 from shared.kafka.relay import _RELAY_LOCK, OutboxRelay
 from shared.settings import StackSettings
@@ -16,6 +21,23 @@ from shared.topics import CONSENSUS_LABELS
 from tests.integration.conftest import dsn_for
 
 pytestmark = pytest.mark.integration
+
+
+@dataclass
+class HeldConnection:
+    """Stands in for a pool: every acquire gets the same connection, never reset."""
+
+    conn: asyncpg.Connection
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        yield self.conn
+
+    async def fetch(self, *args: Any) -> list[Any]:
+        return list(await self.conn.fetch(*args))
+
+    async def fetchval(self, *args: Any) -> Any:
+        return await self.conn.fetchval(*args)
 
 
 async def _records_with_keys(stack: StackSettings, keys: set[bytes], isolation: str) -> list[bytes]:
@@ -43,11 +65,11 @@ async def _records_with_keys(stack: StackSettings, keys: set[bytes], isolation: 
 async def test_a_batch_committed_to_kafka_but_not_marked_is_not_published_again(
     stack: StackSettings,
 ) -> None:
-    # One pooled connection holds the relay lock of the export schema for the whole test:
-    # the export service's own relay stands aside, and ours (same session) may run.
-    pool = await create_pool(dsn_for("export"), "export", max_size=1)
-    async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1, hashtext('export'))", _RELAY_LOCK)
+    # One connection holds the relay lock of the export schema for the whole test: the
+    # export service's own relay stands aside, and ours (same session) may run. (A pooled
+    # connection would not do: asyncpg releases advisory locks when it returns to a pool.)
+    pool = HeldConnection(await connect(dsn_for("export"), "export"))
+    await pool.conn.execute("SELECT pg_advisory_lock($1, hashtext('export'))", _RELAY_LOCK)
     service = f"export-{uuid.uuid4().hex[:6]}"
     keys = {f"eo-{uuid.uuid4().hex[:8]}".encode() for _ in range(3)}
     topic = CONSENSUS_LABELS.qualified(stack.topic_prefix)
@@ -63,9 +85,9 @@ async def test_a_batch_committed_to_kafka_but_not_marked_is_not_published_again(
         await crashed.start()
         await crashed.publish(rows)  # in Kafka; the process dies before marking the rows
 
-        restarted = OutboxRelay(
-            service, "export", dsn_for("export"), pool, TransactionalPublisher(stack, service)
-        )
+        publisher = TransactionalPublisher(stack, service)
+        held = cast(asyncpg.Pool, pool)  # the relay only acquires connections from it
+        restarted = OutboxRelay(service, "export", dsn_for("export"), held, publisher)
         await restarted.publisher.start()
         try:
             await restarted.drain_once()
@@ -77,9 +99,8 @@ async def test_a_batch_committed_to_kafka_but_not_marked_is_not_published_again(
         )
     finally:
         await crashed.stop()
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_unlock($1, hashtext('export'))", _RELAY_LOCK)
-        await pool.close()
+        await pool.conn.execute("SELECT pg_advisory_unlock($1, hashtext('export'))", _RELAY_LOCK)
+        await pool.conn.close()
 
     assert unmarked == 0
     assert sorted(await _records_with_keys(stack, keys, "read_committed")) == sorted(keys)

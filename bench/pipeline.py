@@ -891,8 +891,12 @@ async def run(args: argparse.Namespace) -> Report:
             result = summarise(phase, collector.arrivals, collector.escalated)
             report.labels += len(phase.labels)
             if not complete:
-                report.notes.append(f"{phase.name}: incomplete ({collector.done(phase.items)} "
-                                    f"of {len(phase.items)} items)")  # fmt: skip
+                report.notes.append(
+                    f"{phase.name}: incomplete ({collector.done(phase.items)} of "
+                    f"{len(phase.items)} items; the services' relays share the database's "
+                    "outbox with any other session using it, and a row for a deleted topic "
+                    "stalls them: see --database)"
+                )
             print(_row(result))
             await asyncio.sleep(2.0)  # let the trailing relays and commits settle
             return result
@@ -1082,6 +1086,18 @@ def markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+MARKER = "<!-- bench/pipeline.py writes the latest run below this line -->"
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write the report; in a file with MARKER, replace only what follows the marker (so
+    docs/BENCHMARKS.md keeps its hand-written analysis above it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = path.read_text() if path.exists() else ""
+    head, found, _ = old.partition(MARKER)
+    path.write_text(f"{head}{MARKER}\n\n{text}" if found else text)
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=int, default=15_000, help="labels in the full-speed phase")
@@ -1138,8 +1154,7 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(report)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        write_report(args.out, text)
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -27,6 +27,9 @@ def bench_command(
     db_sslmode: Annotated[
         str | None, typer.Option(help="sslmode in the services' database URLs")
     ] = None,
+    database: Annotated[
+        str, typer.Option(help="the services' database (never the dev database)")
+    ] = "consilium_test",
 ) -> None:
     """Drive the four real services with signed synthetic labels and compare them with a
     raw Kafka pass-through of the same hops, in the same run (see docs/BENCHMARKS.md)."""
@@ -36,7 +39,7 @@ def bench_command(
         sys.path.insert(0, root)
     from bench.pipeline import main
 
-    argv = ["--labels", str(labels), "--rates", rates]
+    argv = ["--labels", str(labels), "--rates", rates, "--database", database]
     if out is not None:
         argv += ["--out", str(out)]
     if json_out is not None:

@@ -97,6 +97,7 @@ async def run_demo(
     start_services: bool,
     method: Method = "ds",
     threshold: float = 0.9,
+    run_tag: str = "",
 ) -> DemoResult:
     stack = StackSettings()
     answers = read_answers(dataset)
@@ -107,7 +108,7 @@ async def run_demo(
     plan = make_plan(
         safe_id(dataset.name)[:40],
         answers,
-        await _cluster_run_id(stack),
+        await _cluster_run_id(stack) + (f"-{safe_id(run_tag)[:20]}" if run_tag else ""),
         method=method,
         threshold=threshold,
     )

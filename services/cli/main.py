@@ -140,6 +140,9 @@ def demo(
     ] = True,
     method: Annotated[str, typer.Option(help="consensus method: mv, weighted or ds")] = "ds",
     threshold: Annotated[float, typer.Option(help="posterior confidence to reach")] = 0.9,
+    run_tag: Annotated[
+        str, typer.Option(help="replay as a new run (fresh ids) instead of reusing this stack's")
+    ] = "",
 ) -> None:
     """Replay a real multi-reader dataset through the running services and score it."""
     from services.cli.demo import run_demo
@@ -157,6 +160,7 @@ def demo(
             start_services=start_services,
             method=cast(Method, method),
             threshold=threshold,
+            run_tag=run_tag,
         )
     )
     raise typer.Exit(0 if result.complete else 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -136,6 +137,7 @@ class EventConsumer:
             batch_timeout_ms=self.config.batch_timeout_ms,
             max_partition_fetch_bytes=max(1024 * 1024, 2 * self.config.max_event_bytes),
             title=f"{self.config.name}-consumer",
+            parser=_tolerant_headers,
         )
         subscriber(self.on_batch)
 
@@ -488,3 +490,29 @@ class EventConsumer:
             error=message,
             attempts=attempts,
         )
+
+
+async def _tolerant_headers(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """faststream decodes every header value as UTF-8 and fails the whole batch on one that
+    is not, so one hostile record would stall its partition. Parse copies whose headers are
+    made decodable, and hand the handlers the original records (Delivery keeps the bytes)."""
+    batch = records if isinstance(records, tuple) else (records,)
+    safe = tuple(
+        dataclasses.replace(
+            r, headers=[(k, v.decode("utf-8", "replace").encode()) for k, v in r.headers]
+        )
+        if any(not _utf8(v) for _, v in r.headers)
+        else r
+        for r in batch
+    )
+    message = await original(safe if isinstance(records, tuple) else safe[0])
+    message.raw_message = records
+    return message
+
+
+def _utf8(value: bytes | None) -> bool:
+    try:
+        (value or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -230,3 +230,49 @@ async def test_every_service_reports_healthy_ready_and_metrics(
             metrics = (await client.get(f"{base}/metrics")).text
             assert "consilium_events_in_total" in metrics
             assert (await client.get(f"{base}/nope")).status_code == 404
+
+
+def _counter(metrics_text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus counter's samples whose labels include `labels`."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{key}="{value}"' in line for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_metrics_move_as_events_flow(
+    services: dict[str, ServiceRuntime], kafka: Kafka
+) -> None:
+    """Consumers' counters (this session's groups, so this process) count the flow."""
+    url = f"http://127.0.0.1:{services['export'].settings.http_port}/metrics"
+    prefix = kafka.stack.topic_prefix
+    watched = {
+        "submission": f"{prefix}labels.submitted.v1",
+        "consensus": f"{prefix}labels.accepted.v1",
+        "export": f"{prefix}consensus.reached.v1",
+    }
+
+    async def counts(client: httpx.AsyncClient) -> dict[str, float]:
+        text = (await client.get(url)).text
+        return {
+            consumer: _counter(text, "consilium_events_in_total", consumer=consumer, topic=topic)
+            for consumer, topic in watched.items()
+        }
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        before = await counts(client)
+        definition, item_id = await _setup_item(kafka)
+        for annotator in await _assigned(kafka, item_id):
+            await kafka.publish(
+                LABELS_SUBMITTED,
+                factories.label_event(item_id, definition.task_id, annotator, "1"),
+            )
+        async with kafka.reader(CONSENSUS_LABELS) as reader_:
+            await reader_.until(lambda r: r.key == item_id.encode())
+        after = await counts(client)
+    assert after["submission"] >= before["submission"] + 3
+    assert after["consensus"] >= before["consensus"] + 3
+    assert after["export"] >= before["export"] + 1

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
@@ -33,7 +32,7 @@ from services.assignment.admin import register_annotators
 from services.cli.datasets import Answer, read_answers, read_truth, safe_id
 from services.cli.demo_plan import DemoPlan, Method, majority_vote, make_plan, stable_uuid
 from services.cli.launcher import Launcher
-from services.cli.publish import producer, publish_task, send
+from services.cli.publish import producer, publish_task, send, topic_reader
 from services.submission.clients import register_client
 from services.submission.settings import SubmissionConfig
 from shared.db.pool import connect
@@ -45,6 +44,7 @@ from shared.events import (
     ItemRegistered,
     LabelSubmitted,
 )
+from shared.kafka.clients import client_options
 from shared.settings import StackSettings, service_settings
 from shared.signing import SigningKey, sign
 from shared.topics import (
@@ -151,7 +151,7 @@ async def run_demo(
 
 async def _cluster_run_id(stack: StackSettings) -> str:
     """A short id of the Kafka cluster: the demo's ids are scoped to it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id=CLIENT_ID)
+    admin = AIOKafkaAdminClient(**client_options(stack), client_id=CLIENT_ID)
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
@@ -244,13 +244,7 @@ async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: Signin
     }
     position = {id(answer): index for index, answer in enumerate(plan.answers)}
     done = await _already_answered(plan)
-    consumer = AIOKafkaConsumer(
-        ASSIGNMENTS_ISSUED.qualified(stack.topic_prefix),
-        bootstrap_servers=stack.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = topic_reader(stack, ASSIGNMENTS_ISSUED)
     await consumer.start()
     try:
         async with producer(stack) as client:
@@ -347,14 +341,7 @@ async def _collect(
     latest: dict[str, tuple[int, Any]] = {}
     escalated: set[str] = set()
     # No group: every partition is read from its beginning, nothing is committed.
-    consumer = AIOKafkaConsumer(
-        CONSENSUS_LABELS.qualified(stack.topic_prefix),
-        ADJUDICATION_REQUESTED.qualified(stack.topic_prefix),
-        bootstrap_servers=stack.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = topic_reader(stack, CONSENSUS_LABELS, ADJUDICATION_REQUESTED)
     await consumer.start()
     try:
         deadline = time.monotonic() + timeout

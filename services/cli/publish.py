@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.envelope import Envelope
 from shared.events import TASK_DEFINED, TaskDefined
@@ -33,6 +33,18 @@ async def producer(stack: StackSettings) -> AsyncIterator[AIOKafkaProducer]:
         yield client
     finally:
         await client.stop()
+
+
+def topic_reader(stack: StackSettings, *topics: Topic) -> AIOKafkaConsumer:
+    """Reads topics from their beginning: no group, nothing committed, committed data only."""
+    return AIOKafkaConsumer(
+        *(topic.qualified(stack.topic_prefix) for topic in topics),
+        **client_options(stack),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
 
 
 async def send(

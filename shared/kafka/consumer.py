@@ -138,6 +138,7 @@ class EventConsumer:
             max_partition_fetch_bytes=max(1024 * 1024, 2 * self.config.max_event_bytes),
             title=f"{self.config.name}-consumer",
             parser=_tolerant_headers,
+            decoder=_undecoded,
         )
         subscriber(self.on_batch)
 
@@ -508,6 +509,11 @@ async def _tolerant_headers(records: Any, original: Callable[[Any], Awaitable[An
     message = await original(safe if isinstance(records, tuple) else safe[0])
     message.raw_message = records
     return message
+
+
+async def _undecoded(message: Any) -> Any:
+    """on_batch reads the raw records; faststream's own decoder would re-parse their headers."""
+    return message.body
 
 
 def _utf8(value: bytes | None) -> bool:

@@ -144,3 +144,74 @@ async def _body(seq: int) -> str:
         return body
     finally:
         await conn.close()
+
+
+def _disabled(sql: str) -> str:
+    """`sql` with the table's triggers off (as the superuser can), in one transaction."""
+    return (
+        "BEGIN; ALTER TABLE audit.log DISABLE TRIGGER USER; "
+        f"{sql} ALTER TABLE audit.log ENABLE TRIGGER USER; COMMIT;"
+    )
+
+
+def _swap(first: int) -> str:
+    """Swap rows `first` and `first + 1` (applied twice it restores them); through seqs
+    far above the head, since seq is the key and must stay positive."""
+    away = 1_000_000_000
+    return (
+        f"UPDATE audit.log SET seq = seq + {away} "
+        f"WHERE chain = 'submission' AND seq IN ({first}, {first + 1}); "
+        f"UPDATE audit.log SET seq = {2 * first + 1 + away} - seq "
+        f"WHERE chain = 'submission' AND seq IN ({first + away}, {first + 1 + away});"
+    )
+
+
+@pytest.mark.parametrize("tampering", ["edit", "delete", "reorder"])
+def test_audit_verify_names_the_first_row_edited_deleted_or_reordered(
+    stack: Any, tampering: str
+) -> None:
+    """A superuser can rewrite history; verify notices each way of doing it, naming the
+    first row that no longer fits (for a deletion: the row after the gap)."""
+    import asyncio
+
+    async def append_three() -> list[int]:
+        conn = await connect(dsn_for("submission"), "submission")
+        try:
+            return [await _appended_row(conn) for _ in range(3)]
+        finally:
+            await conn.close()
+
+    first, second, _ = asyncio.run(append_three())  # the third keeps them off the head
+    runner = CliRunner()
+    url = ["--database-url", dsn_for("submission"), "--chain", "submission"]
+    assert runner.invoke(audit_app, ["verify", *url]).exit_code == 0, "chain broken before test"
+
+    row = f"chain = 'submission' AND seq = {first}"
+    backup = f"audit_test_{uuid.uuid4().hex[:8]}"
+    tamper, restore, named, reason = {
+        "edit": (
+            f"CREATE TABLE {backup} AS SELECT * FROM audit.log WHERE {row}; "
+            f'UPDATE audit.log SET body = \'{{"marker":"edited"}}\' WHERE {row};',
+            f"UPDATE audit.log SET body = (SELECT body FROM {backup}) WHERE {row}; "
+            f"DROP TABLE {backup};",
+            first,
+            "hash does not match",
+        ),
+        "delete": (
+            f"CREATE TABLE {backup} AS SELECT * FROM audit.log WHERE {row}; "
+            f"DELETE FROM audit.log WHERE {row};",
+            f"INSERT INTO audit.log SELECT * FROM {backup}; DROP TABLE {backup};",
+            second,
+            f"expected seq {first}, found {second}",
+        ),
+        "reorder": (_swap(first), _swap(first), first, "prev_hash"),
+    }[tampering]
+    superuser_sql(_disabled(tamper))
+    try:
+        broken = runner.invoke(audit_app, ["verify", *url])
+    finally:
+        superuser_sql(_disabled(restore))
+    assert broken.exit_code == 1, broken.output
+    assert f"BROKEN at seq {named}" in broken.output, broken.output
+    assert reason in broken.output, broken.output
+    assert runner.invoke(audit_app, ["verify", *url]).exit_code == 0, "not restored"

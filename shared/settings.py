@@ -68,7 +68,12 @@ def _settings_class(name: str) -> type[ServiceSettings]:
         raise ValueError(f"unknown service {name!r}; expected one of {', '.join(SERVICES)}")
     defaults = {
         "name": name,
-        "database_url": f"postgresql://consilium_{name}:consilium_{name}@127.0.0.1:5432/consilium",
+        # Loopback needs no TLS, which would double every query's round trip; set a DSN
+        # with sslmode=verify-full for any database that is not on this machine.
+        "database_url": (
+            f"postgresql://consilium_{name}:consilium_{name}@127.0.0.1:5432/consilium"
+            "?sslmode=disable"
+        ),
         "http_port": DEFAULT_HTTP_PORTS[name],
         "consumer_group": f"consilium-{name}",
         # Only export feeds a topic that outside consumers read without an inbox.

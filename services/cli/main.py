@@ -13,6 +13,7 @@ from rich.table import Table
 
 from services.cli import audit as audit_cli
 from services.cli import clients as clients_cli
+from services.cli.bench_cmd import bench_command
 from services.cli.dlq import app as dlq_app
 from services.cli.export_cmd import export_command, replay_command
 from services.cli.tasks import task_schema_command
@@ -167,6 +168,7 @@ def demo(
 
 
 app.command("eval")(eval_command)
+app.command("bench")(bench_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(clients_cli.app, name="clients")
 app.add_typer(audit_cli.app, name="audit")

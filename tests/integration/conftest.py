@@ -39,7 +39,10 @@ TEST_DATABASE = "consilium_test"
 
 
 def dsn_for(service: str) -> str:
-    return f"postgresql://consilium_{service}:consilium_{service}@127.0.0.1:5432/{TEST_DATABASE}"
+    return (
+        f"postgresql://consilium_{service}:consilium_{service}@127.0.0.1:5432/{TEST_DATABASE}"
+        "?sslmode=disable"
+    )
 
 
 def free_port() -> int:

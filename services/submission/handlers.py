@@ -165,20 +165,7 @@ class SubmissionHandlers:
         row = _stored(ctx, event, task, signed, superseded, None)
         await store.save_revision(row)
         retracted = LabelRetracted(
-            label_id=row.label_id,
-            annotation_id=row.annotation_id,
-            revision=row.revision,
-            item_id=row.item_id,
-            task_id=row.task_id,
-            task_version=row.task_version,
-            annotator_id=row.annotator_id,
-            client_id=row.client_id,
-            assignment_id=row.assignment_id,
-            retracted_at=retraction.retracted_at,
-            received_at=row.received_at,
-            raw_sha256=row.raw_sha256,
-            key_id=row.key_id,
-            superseded=superseded,
+            **_forwarded(row, superseded), retracted_at=retraction.retracted_at
         )
         ctx.emitter.emit(LABEL_RETRACTED, LABELS_ACCEPTED, retracted, key=row.item_id)
         await _audit(ctx, "label.retracted", row.item_id, _provenance(row), event.event_id)
@@ -221,24 +208,12 @@ class SubmissionHandlers:
         row = _stored(ctx, event, task, signed, superseded, assignment)
         await store.save_revision(row)
         accepted = LabelAccepted(
-            label_id=row.label_id,
-            annotation_id=row.annotation_id,
-            revision=row.revision,
-            item_id=row.item_id,
-            task_id=row.task_id,
-            task_version=row.task_version,
-            annotator_id=row.annotator_id,
-            client_id=row.client_id,
-            assignment_id=row.assignment_id,
+            **_forwarded(row, superseded),
             value=label.value,
             labeled_at=label.labeled_at,
-            received_at=row.received_at,
-            raw_sha256=row.raw_sha256,
             guideline_version=row.guideline_version,
-            key_id=row.key_id,
             signed_at=row.signed_at,
             time_spent_ms=row.time_spent_ms,
-            superseded=superseded,
         )
         ctx.emitter.emit(LABEL_ACCEPTED, LABELS_ACCEPTED, accepted, key=row.item_id)
         await _audit(
@@ -439,6 +414,25 @@ def _signed_at(signed: SignedHeaders | None) -> datetime | None:
         return parse_signed_at(signed.signed_at_text)
     except ValueError:
         return None
+
+
+def _forwarded(row: StoredRevision, superseded: bool) -> dict[str, Any]:
+    """What an accepted label and an accepted retraction both tell downstream."""
+    return {
+        "label_id": row.label_id,
+        "annotation_id": row.annotation_id,
+        "revision": row.revision,
+        "item_id": row.item_id,
+        "task_id": row.task_id,
+        "task_version": row.task_version,
+        "annotator_id": row.annotator_id,
+        "client_id": row.client_id,
+        "assignment_id": row.assignment_id,
+        "received_at": row.received_at,
+        "raw_sha256": row.raw_sha256,
+        "key_id": row.key_id,
+        "superseded": superseded,
+    }
 
 
 def _provenance(row: StoredRevision) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -258,6 +258,25 @@ class EventConsumer:
         route: Route,
         envelope: Envelope[Any],
     ) -> None:
+        with self._span(delivery) as span:
+            emitter = Emitter(self.config.name, outbox, self.clock(), envelope)
+            await route.handler(HandlerContext(conn, emitter, delivery), envelope)
+            span.set_attribute("consilium.outcome", "processed")
+
+    # ---------------------------------------------------------------- per-record path
+
+    async def _process_one(
+        self, conn: asyncpg.Connection, delivery: Delivery, failed: BaseException | None = None
+    ) -> str:
+        routes = self._by_topic[delivery.topic]
+        with self._span(delivery) as span:
+            outcome = await self._handle_with_retries(conn, routes, delivery, failed)
+            span.set_attribute("consilium.outcome", outcome)
+            return outcome
+
+    @contextlib.contextmanager
+    def _span(self, delivery: Delivery) -> Iterator[trace.Span]:
+        """The consumer span of one record, child of the span that published it."""
         token = otel_context.attach(extract_context(delivery.headers))
         try:
             with tracer("consilium.consumer").start_as_current_span(
@@ -271,35 +290,7 @@ class EventConsumer:
                     "messaging.consumer.group.name": self.config.group_id,
                 },
             ) as span:
-                emitter = Emitter(self.config.name, outbox, self.clock(), envelope)
-                await route.handler(HandlerContext(conn, emitter, delivery), envelope)
-                span.set_attribute("consilium.outcome", "processed")
-        finally:
-            otel_context.detach(token)
-
-    # ---------------------------------------------------------------- per-record path
-
-    async def _process_one(
-        self, conn: asyncpg.Connection, delivery: Delivery, failed: BaseException | None = None
-    ) -> str:
-        routes = self._by_topic[delivery.topic]
-        parent = extract_context(delivery.headers)
-        token = otel_context.attach(parent)
-        try:
-            with tracer("consilium.consumer").start_as_current_span(
-                f"{delivery.topic} process",
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": delivery.topic,
-                    "messaging.kafka.partition": delivery.partition,
-                    "messaging.kafka.offset": delivery.offset,
-                    "messaging.consumer.group.name": self.config.group_id,
-                },
-            ) as span:
-                outcome = await self._handle_with_retries(conn, routes, delivery, failed)
-                span.set_attribute("consilium.outcome", outcome)
-                return outcome
+                yield span
         finally:
             otel_context.detach(token)
 

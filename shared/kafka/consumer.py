@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
+import structlog
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -259,6 +260,7 @@ class EventConsumer:
         envelope: Envelope[Any],
     ) -> None:
         with self._span(delivery) as span:
+            _bind_event(envelope)
             emitter = Emitter(self.config.name, outbox, self.clock(), envelope)
             await route.handler(HandlerContext(conn, emitter, delivery), envelope)
             span.set_attribute("consilium.outcome", "processed")
@@ -276,20 +278,31 @@ class EventConsumer:
 
     @contextlib.contextmanager
     def _span(self, delivery: Delivery) -> Iterator[trace.Span]:
-        """The consumer span of one record, child of the span that published it."""
+        """The consumer span of one record, child of the span that published it; log lines
+        written meanwhile carry the record's position (and its ids, once decoded)."""
         token = otel_context.attach(extract_context(delivery.headers))
+        logged = structlog.contextvars.bound_contextvars(
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            event_id=None,
+            correlation_id=None,
+        )
         try:
-            with tracer("consilium.consumer").start_as_current_span(
-                f"{delivery.topic} process",
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": delivery.topic,
-                    "messaging.kafka.partition": delivery.partition,
-                    "messaging.kafka.offset": delivery.offset,
-                    "messaging.consumer.group.name": self.config.group_id,
-                },
-            ) as span:
+            with (
+                logged,
+                tracer("consilium.consumer").start_as_current_span(
+                    f"{delivery.topic} process",
+                    kind=trace.SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": delivery.topic,
+                        "messaging.kafka.partition": delivery.partition,
+                        "messaging.kafka.offset": delivery.offset,
+                        "messaging.consumer.group.name": self.config.group_id,
+                    },
+                ) as span,
+            ):
                 yield span
         finally:
             otel_context.detach(token)
@@ -320,6 +333,8 @@ class EventConsumer:
         )
         # An unreadable record has no trustworthy event id: its position identifies it.
         event_id = envelope.event_id if envelope else delivery.position_id
+        if envelope is not None:
+            _bind_event(envelope)
 
         # A first attempt that already failed on the batch fast path counts.
         last_error: BaseException | None = failed
@@ -513,3 +528,10 @@ def _utf8(value: bytes | None) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _bind_event(envelope: Envelope[Any]) -> None:
+    """Name the event being handled in every log line until its record is done."""
+    structlog.contextvars.bind_contextvars(
+        event_id=str(envelope.event_id), correlation_id=str(envelope.correlation_id)
+    )

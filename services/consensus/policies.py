@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from services.consensus import engine
@@ -67,19 +68,24 @@ def observation(label: LabelAccepted) -> engine.LabelObservation:
     )
 
 
+def consensus_value(value: Any) -> ConsensusValue | None:
+    """An engine decision's label as events carry it (tuples become JSON lists)."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        if value and isinstance(value[0], tuple):
+            return [[v if isinstance(v, str) else float(v) for v in box] for box in value]
+        return [str(v) for v in value]
+    if isinstance(value, float | int):
+        return float(value)
+    return str(value)
+
+
 def decision_record(decision: engine.Decision, state: engine.ItemState) -> DecisionRecord:
     """The engine's decision as it travels in events, naming the readers behind it."""
     contributing = set(decision.contributing_label_ids)
     readers = sorted({obs.annotator_id for obs in state.labels if obs.label_id in contributing})
-    label: ConsensusValue | None
-    if decision.label is None:
-        label = None
-    elif isinstance(decision.label, tuple):
-        label = [str(v) for v in decision.label]
-    elif isinstance(decision.label, float | int):
-        label = float(decision.label)
-    else:
-        label = str(decision.label)
+    label = consensus_value(decision.label)
     return DecisionRecord(
         outcome=decision.outcome,
         label=label,

@@ -9,6 +9,7 @@ consensus version always yields the same resources.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -35,10 +36,20 @@ def _item_identifier(published: ConsensusPublished) -> dict[str, Any]:
     return {"system": f"{SYSTEM}:item", "value": published.item_id}
 
 
+def findings_of(published: ConsensusPublished) -> list[str] | None:
+    """The findings present, when the consensus is a multi-finding label."""
+    label = published.label
+    if isinstance(label, list) and all(isinstance(value, str) for value in label):
+        return [str(value) for value in label]
+    return None
+
+
 def _value(published: ConsensusPublished) -> dict[str, Any]:
     label = published.label
     if isinstance(label, float):
         return {"valueQuantity": {"value": label}}
+    if isinstance(label, list):  # boxes: [x0, y0, x1, y1(, class)] each, as JSON text
+        return {"valueString": json.dumps(label)}
     return {
         "valueCodeableConcept": {
             "coding": [{"system": f"{SYSTEM}:task:{published.task_id}", "code": str(label)}],
@@ -119,7 +130,7 @@ def diagnostic_report(
     published: ConsensusPublished, findings: Iterable[str]
 ) -> tuple[DiagnosticReport, list[Observation]]:
     """A multi-finding consensus: the report plus one Observation per finding."""
-    present = set(published.label) if isinstance(published.label, list) else set()
+    present = set(findings_of(published) or ())
     results = [_finding_observation(published, f, f in present) for f in sorted(findings)]
     report = DiagnosticReport.model_validate(
         {
@@ -194,8 +205,9 @@ def provenance(published: ConsensusPublished, target_type: str = "Observation") 
 
 def resources(published: ConsensusPublished, findings: Iterable[str] = ()) -> list[Any]:
     """Every resource for one published version."""
-    if isinstance(published.label, list):
-        report, results = diagnostic_report(published, findings or published.label)
+    present = findings_of(published)
+    if present is not None:
+        report, results = diagnostic_report(published, findings or present)
         return [report, *results, provenance(published, "DiagnosticReport")]
     return [observation(published), provenance(published)]
 

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 
 from services.consensus import engine
 from services.consensus.engine.reliability import ReliabilitySnapshot
-from services.consensus.policies import engine_value
+from services.consensus.policies import consensus_value, engine_value
 from services.consensus.scoped import TaskView
 from shared.events import ConsensusPublished, LabelValue
 
@@ -78,11 +78,8 @@ def compare(published: ConsensusPublished, decision: engine.Decision) -> dict[st
         "contributing_label_ids": sorted(str(i) for i in published.contributing_label_ids),
         "outcome": "reached",
     }
-    label = decision.label
-    if isinstance(label, tuple):
-        label = [str(v) for v in label]
     actual = {
-        "label": label,
+        "label": consensus_value(decision.label),
         "confidence": decision.confidence,
         "distribution": dict(decision.distribution),
         "contributing_label_ids": sorted(decision.contributing_label_ids),

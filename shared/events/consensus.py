@@ -10,7 +10,8 @@ from pydantic import Field
 
 from shared.events.base import InternalPayload
 
-ConsensusValue = str | float | list[str]
+# A class or grade, a measurement, the findings present, or boxes [x0, y0, x1, y1(, class)].
+ConsensusValue = str | float | list[str] | list[list[float | str]]
 
 
 class DecisionRecord(InternalPayload):

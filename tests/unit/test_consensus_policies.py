@@ -69,3 +69,13 @@ def test_each_task_reads_and_writes_its_own_reliability_scope() -> None:
     assert TaskView(snapshot, "chest").entry(("", "reader-a", 1)) is not None
     assert TaskView(snapshot, "other").entry(("", "reader-a", 1)) is None
     assert TaskView(snapshot, "other").version == snapshot.version
+
+
+def test_boxes_and_findings_keep_their_structure_in_events() -> None:
+    from services.consensus.policies import consensus_value
+
+    boxes = ((10.0, 12.0, 50.0, 58.5, "nodule"), (1, 2, 3, 4))
+    assert consensus_value(boxes) == [[10.0, 12.0, 50.0, 58.5, "nodule"], [1.0, 2.0, 3.0, 4.0]]
+    assert consensus_value(("Edema", "Effusion")) == ["Edema", "Effusion"]
+    assert consensus_value(3) == 3.0 and consensus_value("1") == "1"
+    assert consensus_value(None) is None

@@ -94,3 +94,11 @@ def test_the_same_version_always_yields_the_same_resources() -> None:
     first = [r.model_dump_json() for r in fhir.resources(published)]
     assert first == [r.model_dump_json() for r in fhir.resources(published)]
     assert json.loads(first[0])["identifier"][0]["value"] == "a|v1"
+
+
+def test_a_boxes_consensus_is_an_observation_carrying_its_boxes() -> None:
+    boxes = [[10.0, 12.0, 50.0, 58.5, "nodule"]]
+    observation, provenance = fhir.resources(_published("scan-1", label=boxes))
+    assert observation.get_resource_type() == "Observation"
+    assert json.loads(observation.valueString or "null") == boxes
+    assert isinstance(provenance, Provenance)

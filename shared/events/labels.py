@@ -99,8 +99,8 @@ class LabelRetractionSubmitted(IngressPayload):
     reason: str | None = Field(None, max_length=2000)
 
 
-class LabelAccepted(InternalPayload):
-    """A stored label, with the provenance submission recorded for it."""
+class ForwardedLabel(InternalPayload):
+    """What submission tells downstream about every revision it accepts."""
 
     label_id: UUID
     annotation_id: UUID
@@ -111,38 +111,30 @@ class LabelAccepted(InternalPayload):
     annotator_id: str
     client_id: str
     assignment_id: UUID | None = None
-    value: LabelValue
-    labeled_at: datetime
     received_at: datetime
     raw_sha256: str
-    # Provenance added with signed ingress; absent on events written before it.
-    guideline_version: str | None = None
     key_id: str | None = None
-    signed_at: datetime | None = None
-    time_spent_ms: int | None = None
-    # True when a higher revision of the annotation was already stored: the label is kept
-    # and forwarded, and "latest revision wins" keeps it out of the consensus.
+    # True when a higher revision of the annotation was already stored: the revision is
+    # kept and forwarded, and "latest revision wins" keeps it out of the consensus.
     superseded: bool = False
 
 
-class LabelRetracted(InternalPayload):
+class LabelAccepted(ForwardedLabel):
+    """A stored label, with the provenance submission recorded for it."""
+
+    value: LabelValue
+    labeled_at: datetime
+    # Provenance added with signed ingress; absent on events written before it.
+    guideline_version: str | None = None
+    signed_at: datetime | None = None
+    time_spent_ms: int | None = None
+
+
+class LabelRetracted(ForwardedLabel):
     """An accepted retraction: consensus drops `annotation_id` unless it holds a higher
     revision of it, and remembers the retraction against lower revisions arriving late."""
 
-    label_id: UUID
-    annotation_id: UUID
-    revision: int
-    item_id: str
-    task_id: str
-    task_version: int
-    annotator_id: str
-    client_id: str
-    assignment_id: UUID | None = None
     retracted_at: datetime
-    received_at: datetime
-    raw_sha256: str
-    key_id: str | None = None
-    superseded: bool = False
 
 
 class RejectionCode(StrEnum):

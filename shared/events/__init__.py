@@ -10,8 +10,14 @@ from shared.events.consensus import (
     ConsensusReached,
     DecisionRecord,
 )
-from shared.events.items import AssignmentIssued, AssignmentRequested, ItemRegistered
+from shared.events.items import (
+    AssignmentCancelled,
+    AssignmentIssued,
+    AssignmentRequested,
+    ItemRegistered,
+)
 from shared.events.labels import (
+    AdjudicationRationale,
     Box,
     BoxesValue,
     CategoricalValue,
@@ -26,7 +32,7 @@ from shared.events.labels import (
     OrdinalValue,
     RejectionCode,
 )
-from shared.events.tasks import ConsensusPolicy, TaskDefined
+from shared.events.tasks import AssignmentRules, ConsensusPolicy, TaskDefined
 from shared.topics import (
     ADJUDICATION_REQUESTED,
     ANNOTATORS_SKILL,
@@ -46,6 +52,7 @@ TASK_DEFINED = EventSpec("task.defined", 1, TaskDefined)
 ITEM_REGISTERED = EventSpec("item.registered", 1, ItemRegistered)
 ASSIGNMENT_REQUESTED = EventSpec("assignment.requested", 1, AssignmentRequested)
 ASSIGNMENT_ISSUED = EventSpec("assignment.issued", 1, AssignmentIssued)
+ASSIGNMENT_CANCELLED = EventSpec("assignment.cancelled", 1, AssignmentCancelled)
 LABEL_SUBMITTED = EventSpec("label.submitted", 1, LabelSubmitted, ingress=True)
 LABEL_RETRACTION_SUBMITTED = EventSpec(
     "label.retraction_submitted", 1, LabelRetractionSubmitted, ingress=True
@@ -64,6 +71,7 @@ REGISTRY = EventRegistry(
         ITEM_REGISTERED,
         ASSIGNMENT_REQUESTED,
         ASSIGNMENT_ISSUED,
+        ASSIGNMENT_CANCELLED,
         LABEL_SUBMITTED,
         LABEL_RETRACTION_SUBMITTED,
         LABEL_ACCEPTED,
@@ -96,6 +104,8 @@ TOPIC_EVENTS: dict[str, EventSpec] = {  # type: ignore[type-arg]
 TOPIC_EXTRA_EVENTS: dict[str, tuple[EventSpec, ...]] = {  # type: ignore[type-arg]
     LABELS_SUBMITTED.name: (LABEL_RETRACTION_SUBMITTED,),
     LABELS_ACCEPTED.name: (LABEL_RETRACTED,),
+    # Keyed by annotator like the assignment it cancels, so a front-end sees both in order.
+    ASSIGNMENTS_ISSUED.name: (ASSIGNMENT_CANCELLED,),
 }
 
 
@@ -113,10 +123,13 @@ __all__ = [
     "REGISTRY",
     "TOPIC_EVENTS",
     "TOPIC_EXTRA_EVENTS",
+    "AdjudicationRationale",
     "AdjudicationRequested",
     "AnnotatorSkillEstimated",
+    "AssignmentCancelled",
     "AssignmentIssued",
     "AssignmentRequested",
+    "AssignmentRules",
     "Box",
     "BoxesValue",
     "CategoricalValue",

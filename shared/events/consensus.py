@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from shared.events.base import InternalPayload
+from shared.events.labels import AdjudicationRationale
 
 # A class or grade, a measurement, the findings present, or boxes [x0, y0, x1, y1(, class)].
 ConsensusValue = str | float | list[str] | list[list[float | str]]
@@ -49,6 +50,9 @@ class ConsensusReached(InternalPayload):
     consensus_version: int = Field(ge=1)
     decision: DecisionRecord
     decided_at: datetime
+    # Set when an adjudicator decided the item.
+    adjudicator_id: str | None = None
+    adjudication: AdjudicationRationale | None = None
 
 
 class AdjudicationRequested(InternalPayload):
@@ -60,10 +64,19 @@ class AdjudicationRequested(InternalPayload):
 
 
 class AnnotatorSkillEstimated(InternalPayload):
+    """An annotator's current skill on a task (one finding, for per-finding tasks).
+
+    skill: the estimated probability that the annotator's label is right, from the
+    consensus engine's reliability model; gold_accuracy: their accuracy on gold items.
+    """
+
     annotator_id: str
     task_id: str
     labels: int
     agreement_with_consensus: float
+    skill: float | None = None
+    gold_labels: int = 0
+    gold_accuracy: float | None = None
 
 
 class ConsensusPublished(InternalPayload):
@@ -88,3 +101,6 @@ class ConsensusPublished(InternalPayload):
     reliability_version: str = "none"
     decided_at: datetime
     provenance_sha256: str
+    # Set when an adjudicator decided the item: who, and their structured rationale.
+    adjudicator_id: str | None = None
+    adjudication: AdjudicationRationale | None = None

@@ -62,6 +62,21 @@ LabelValue = Annotated[
 ]
 
 
+class AdjudicationRationale(IngressPayload):
+    """Why an adjudicator decided a contested case as they did, and what they signed.
+
+    signature_meaning states what the signature attests, in the adjudicator's words
+    ("I adjudicate this case as pneumothorax present"), as 21 CFR 11.50 asks of a
+    signed record.
+    """
+
+    reason_code: Identifier
+    guideline_clause: str | None = Field(None, min_length=1, max_length=200)
+    # Free text; checked for PHI like every free-text field.
+    text: str | None = Field(None, max_length=2000)
+    signature_meaning: str = Field(min_length=1, max_length=500)
+
+
 class LabelSubmitted(IngressPayload):
     """A label as a front-end submits it. Strict: unknown fields are rejected."""
 
@@ -78,6 +93,8 @@ class LabelSubmitted(IngressPayload):
     time_spent_ms: int | None = Field(None, ge=0, le=7 * 24 * 3600 * 1000)
     # Free text for the adjudicator; checked for PHI like every free-text field.
     comment: str | None = Field(None, max_length=2000)
+    # Present on an adjudicator's decision of a contested item (an adjudication assignment).
+    adjudication: AdjudicationRationale | None = None
 
 
 class LabelRetractionSubmitted(IngressPayload):
@@ -128,6 +145,9 @@ class LabelAccepted(ForwardedLabel):
     guideline_version: str | None = None
     signed_at: datetime | None = None
     time_spent_ms: int | None = None
+    # "adjudicator": the label decides a contested item and closes it.
+    role: Literal["reader", "adjudicator"] = "reader"
+    adjudication: AdjudicationRationale | None = None
 
 
 class LabelRetracted(ForwardedLabel):

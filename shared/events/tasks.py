@@ -45,6 +45,28 @@ class ConsensusPolicy(InternalPayload):
         return self
 
 
+class AssignmentRules(InternalPayload):
+    """Who may label an item of this task, for how long, and how contested items are
+    adjudicated (see docs/ASSIGNMENT.md).
+
+    lease_seconds: how long an assignment stays live; an expired one is reissued to
+    someone else. forbid_same_site: a reader never gets a case from their own site
+    (conflict of interest). max_open_per_annotator: concurrency cap. gold_share: the
+    share of a reader's assignments that are gold items, when the task has any.
+    specialty: the adjudication queue's specialty; adjudication_sla_seconds: how long a
+    contested item may wait at a tier before it moves to the next of
+    `adjudication_tiers`.
+    """
+
+    lease_seconds: int = Field(24 * 3600, ge=1, le=30 * 24 * 3600)
+    forbid_same_site: bool = False
+    max_open_per_annotator: int = Field(50, ge=1, le=10_000)
+    gold_share: float = Field(0.0, ge=0.0, le=0.5)
+    specialty: str = Field("general", min_length=1, max_length=100)
+    adjudication_sla_seconds: int = Field(48 * 3600, ge=1, le=90 * 24 * 3600)
+    adjudication_tiers: int = Field(2, ge=1, le=5)
+
+
 class TaskDefined(InternalPayload):
     """A version of a task: label kind, allowed values, guideline and consensus policy.
 
@@ -66,6 +88,7 @@ class TaskDefined(InternalPayload):
     initial_overlap: int = Field(3, ge=1, le=50)
     policy: ConsensusPolicy = ConsensusPolicy()
     require_assignment: bool = True
+    assignment: AssignmentRules = AssignmentRules()
     box_coordinates: Literal["normalized", "pixels"] = "normalized"
     max_boxes: int = Field(100, ge=1, le=1000)
 

@@ -14,6 +14,7 @@ class Metrics:
     events_out: Counter
     dead_lettered: Counter
     batch_seconds: Histogram
+    handler_seconds: Histogram
     outbox_backlog: Gauge
     consumer_lag: Gauge
     time_to_consensus: Histogram
@@ -46,6 +47,13 @@ def _build() -> Metrics:
             "Time to handle one consumed batch in its transaction.",
             ["consumer"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        ),
+        handler_seconds=Histogram(
+            "consilium_handler_seconds",
+            "Time one handler took for one event (database work included, commit excluded).",
+            ["consumer", "event_type"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=registry,
         ),
         outbox_backlog=Gauge(

@@ -127,7 +127,8 @@ class ConsensusHandlers:
             ):
                 if version == 0 and tracked.first_label_at is not None:
                     waited = ctx.now - datetime.fromisoformat(tracked.first_label_at)
-                    METRICS.time_to_consensus.observe(max(0.0, waited.total_seconds()))
+                    seconds = max(0.0, waited.total_seconds())
+                    ctx.after_commit(lambda: METRICS.time_to_consensus.observe(seconds))
                 version += 1
                 tracked.published_label, tracked.published_contributors = record.label, contributors
                 emit(

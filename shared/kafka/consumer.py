@@ -47,10 +47,16 @@ class HandlerContext:
     conn: asyncpg.Connection
     emitter: Emitter
     delivery: Delivery
+    committed: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def now(self) -> datetime:
         return self.emitter.now
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the batch's transaction has committed, never for an attempt
+        that was rolled back (metrics observed here count each event once)."""
+        self.committed.append(action)
 
 
 Handler = Callable[[HandlerContext, Envelope[Any]], Awaitable[None]]
@@ -159,14 +165,16 @@ class EventConsumer:
         while not self.stopping.is_set():
             try:
                 started = time.perf_counter()
+                committed: list[Callable[[], None]] = []
                 async with self.pool.acquire() as conn, conn.transaction():
                     failed: dict[int, BaseException] = {}
-                    outcomes = await self._process_fast(conn, deliveries, failed)  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                    outcomes = await self._process_fast(conn, deliveries, failed, committed)  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
                     if outcomes is None:
                         outcomes = [
-                            await self._process_one(conn, d, failed.get(i))  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                            await self._process_one(conn, d, committed, failed.get(i))  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
                             for i, d in enumerate(deliveries)
                         ]
+                _run_after_commit(committed)
                 for delivery, outcome in zip(deliveries, outcomes, strict=True):
                     METRICS.events_in.labels(self.config.name, delivery.topic, outcome).inc()
                 METRICS.batch_seconds.labels(self.config.name).observe(
@@ -200,6 +208,7 @@ class EventConsumer:
         conn: asyncpg.Connection,
         deliveries: Sequence[Delivery],
         failed: dict[int, BaseException],
+        committed: list[Callable[[], None]],
     ) -> list[str] | None:
         """Outcomes of the batch handled on the fast path, or None to take the slow one.
 
@@ -220,6 +229,7 @@ class EventConsumer:
         if len({envelope.event_id for _, _, envelope in decoded}) != len(decoded):
             return None
         outbox = Outbox(conn, self.config.topic_prefix)
+        pending: list[Callable[[], None]] = []
         try:
             async with conn.transaction():
                 claimed = await conn.fetch(
@@ -238,7 +248,7 @@ class EventConsumer:
                     raise _SlowPath("a record of the batch was consumed before")
                 for index, (delivery, route, envelope) in enumerate(decoded):
                     try:
-                        await self._handle_fast(conn, outbox, delivery, route, envelope)
+                        pending += await self._handle_fast(conn, outbox, delivery, route, envelope)
                     except Exception as exc:
                         if not is_infrastructure_error(exc) and not isinstance(exc, PoisonMessage):
                             failed[index] = exc
@@ -249,6 +259,7 @@ class EventConsumer:
             if is_infrastructure_error(exc):
                 raise
             return None
+        committed += pending
         return ["processed"] * len(decoded)
 
     async def _handle_fast(
@@ -258,23 +269,43 @@ class EventConsumer:
         delivery: Delivery,
         route: Route,
         envelope: Envelope[Any],
-    ) -> None:
+    ) -> list[Callable[[], None]]:
+        """Handle one record; returns what it asked to run after commit."""
         with self._span(delivery) as span:
             _bind_event(envelope)
-            emitter = Emitter(self.config.name, outbox, self.clock(), envelope)
-            await route.handler(HandlerContext(conn, emitter, delivery), envelope)
+            ctx = HandlerContext(
+                conn, Emitter(self.config.name, outbox, self.clock(), envelope), delivery
+            )
+            with self._timed(envelope):
+                await route.handler(ctx, envelope)
             span.set_attribute("consilium.outcome", "processed")
+            return ctx.committed
 
     # ---------------------------------------------------------------- per-record path
 
     async def _process_one(
-        self, conn: asyncpg.Connection, delivery: Delivery, failed: BaseException | None = None
+        self,
+        conn: asyncpg.Connection,
+        delivery: Delivery,
+        committed: list[Callable[[], None]],
+        failed: BaseException | None = None,
     ) -> str:
         routes = self._by_topic[delivery.topic]
         with self._span(delivery) as span:
-            outcome = await self._handle_with_retries(conn, routes, delivery, failed)
+            outcome = await self._handle_with_retries(conn, routes, delivery, committed, failed)
             span.set_attribute("consilium.outcome", outcome)
             return outcome
+
+    @contextlib.contextmanager
+    def _timed(self, envelope: Envelope[Any]) -> Iterator[None]:
+        """Observe one handler call's duration, failed calls included."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            METRICS.handler_seconds.labels(self.config.name, envelope.event_type).observe(
+                time.perf_counter() - started
+            )
 
     @contextlib.contextmanager
     def _span(self, delivery: Delivery) -> Iterator[trace.Span]:
@@ -312,6 +343,7 @@ class EventConsumer:
         conn: asyncpg.Connection,
         routes: dict[str, Route],
         delivery: Delivery,
+        committed: list[Callable[[], None]],
         failed: BaseException | None = None,
     ) -> str:
         envelope: Envelope[Any] | None = None
@@ -359,23 +391,12 @@ class EventConsumer:
             )
             try:
                 async with conn.transaction():
-                    if not await self._claim(conn, event_id, delivery, "processed"):
-                        if envelope is None or route.on_replay is None:
-                            return "duplicate"
-                        first = await self._replayed_from(conn, event_id, delivery)
-                        if first is None:
-                            return "duplicate"
-                        await route.on_replay(ctx, envelope, first)
-                        await outbox.flush()
-                        return "replayed"
-                    if envelope is not None:
-                        await route.handler(ctx, envelope)
-                    elif route.on_invalid is not None and decode_error is not None:
-                        await route.on_invalid(ctx, decode_error)
-                    else:
-                        raise PoisonMessage(f"{decode_error.code}: {decode_error.message}")  # type: ignore[union-attr]
+                    outcome = await self._attempt(
+                        ctx, route, event_id, delivery, envelope, decode_error
+                    )
                     await outbox.flush()
-                return "processed" if envelope is not None else "rejected"
+                committed += ctx.committed
+                return outcome
             except Exception as exc:
                 outbox.discard()
                 if is_infrastructure_error(exc):
@@ -397,6 +418,33 @@ class EventConsumer:
         assert last_error is not None
         await self._dead_letter(conn, delivery, event_id, last_error, attempts)
         return "dead_lettered"
+
+    async def _attempt(
+        self,
+        ctx: HandlerContext,
+        route: Route,
+        event_id: Any,
+        delivery: Delivery,
+        envelope: Envelope[Any] | None,
+        decode_error: DecodeError | None,
+    ) -> str:
+        """One attempt at a record inside its savepoint; returns its outcome."""
+        if not await self._claim(ctx.conn, event_id, delivery, "processed"):
+            if envelope is None or route.on_replay is None:
+                return "duplicate"
+            first = await self._replayed_from(ctx.conn, event_id, delivery)
+            if first is None:
+                return "duplicate"
+            await route.on_replay(ctx, envelope, first)
+            return "replayed"
+        if envelope is not None:
+            with self._timed(envelope):
+                await route.handler(ctx, envelope)
+            return "processed"
+        if route.on_invalid is not None and decode_error is not None:
+            await route.on_invalid(ctx, decode_error)
+            return "rejected"
+        raise PoisonMessage(f"{decode_error.code}: {decode_error.message}")  # type: ignore[union-attr]
 
     async def _replayed_from(
         self, conn: asyncpg.Connection, event_id: Any, delivery: Delivery
@@ -535,3 +583,12 @@ def _bind_event(envelope: Envelope[Any]) -> None:
     structlog.contextvars.bind_contextvars(
         event_id=str(envelope.event_id), correlation_id=str(envelope.correlation_id)
     )
+
+
+def _run_after_commit(actions: Sequence[Callable[[], None]]) -> None:
+    """Run committed handlers' follow-ups; one failing must not fail the acked batch."""
+    for action in actions:
+        try:
+            action()
+        except Exception:
+            log.exception("after_commit_failed")

@@ -149,3 +149,49 @@ async def test_a_redelivered_batch_has_no_second_effect(stack: StackSettings, ka
     finally:
         await pool.close()
     assert Counter(handler.done) == Counter(e.payload.item_id for e in events)
+
+
+async def test_after_commit_actions_run_once_per_event_despite_rolled_back_attempts(
+    stack: StackSettings,
+) -> None:
+    """A failing record rolls the batch's fast path back and the slow path handles every
+    record again: what handlers asked to run after commit runs once per event."""
+    pool = await create_pool(dsn_for("export"), "export")
+    failed_once: set[str] = set()
+    committed: list[str] = []
+
+    async def handler(ctx: HandlerContext, event: Any) -> None:
+        item_id = event.payload.item_id
+        ctx.after_commit(lambda: committed.append(item_id))
+        if item_id.startswith("once-") and item_id not in failed_once:
+            failed_once.add(item_id)
+            raise RuntimeError("fails on its first attempt only")
+
+    consumer = EventConsumer(
+        ConsumerConfig(
+            name=f"after-commit-{uuid.uuid4().hex[:6]}",
+            group_id="unused",
+            max_attempts=3,
+            retry_backoff_s=0.01,
+        ),
+        pool,
+        REGISTRY,
+        [Route(ITEMS_REGISTERED, ITEM_REGISTERED, handler)],
+    )
+    from shared.kafka.records import Delivery
+
+    events = [
+        factories.item_event("task-z"),
+        factories.item_event("task-z", item_id=f"once-{uuid.uuid4().hex[:6]}"),
+        factories.item_event("task-z"),
+    ]
+    batch = [
+        Delivery(ITEMS_REGISTERED.name, 0, offset, b"k", e.encode(), (), 0)
+        for offset, e in enumerate(events)
+    ]
+    try:
+        assert await consumer.process(batch)
+    finally:
+        await pool.close()
+    assert failed_once, "the batch never took its slow path"
+    assert Counter(committed) == Counter(e.payload.item_id for e in events)

@@ -257,10 +257,15 @@ async def test_metrics_move_as_events_flow(
 
     async def counts(client: httpx.AsyncClient) -> dict[str, float]:
         text = (await client.get(url)).text
-        return {
+        counted = {
             consumer: _counter(text, "consilium_events_in_total", consumer=consumer, topic=topic)
             for consumer, topic in watched.items()
         }
+        counted["label handler calls"] = _counter(
+            text, "consilium_handler_seconds_count", consumer="consensus",
+            event_type="label.accepted",
+        )  # fmt: skip
+        return counted
 
     async with httpx.AsyncClient(timeout=10) as client:
         before = await counts(client)
@@ -276,3 +281,4 @@ async def test_metrics_move_as_events_flow(
     assert after["submission"] >= before["submission"] + 3
     assert after["consensus"] >= before["consensus"] + 3
     assert after["export"] >= before["export"] + 1
+    assert after["label handler calls"] >= before["label handler calls"] + 3

@@ -1,4 +1,5 @@
-"""A minimal ASGI app per service: /healthz, /readyz and /metrics."""
+"""A minimal ASGI app per service: /healthz, /readyz and /metrics, and the routes a
+service mounts beside them (any ASGI app, e.g. FastAPI)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from shared.metrics import METRICS
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# Any ASGI application (FastAPI and Starlette type scope, receive and send their own way).
+ASGIApp = Callable[..., Awaitable[None]]
 
 
-def make_app(service: str, readiness: ReadinessCheck) -> Callable[..., Awaitable[None]]:
-    """/healthz answers while the process runs; /readyz only when every check says ok."""
+def make_app(
+    service: str, readiness: ReadinessCheck, routes: ASGIApp | None = None
+) -> Callable[..., Awaitable[None]]:
+    """/healthz answers while the process runs; /readyz only when every check says ok;
+    any other path goes to `routes` when the service has them."""
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -34,6 +40,8 @@ def make_app(service: str, readiness: ReadinessCheck) -> Callable[..., Awaitable
             await _respond(send, 200 if ok else 503, {"ready": ok, "checks": checks})
         elif path == "/metrics":
             await _respond_raw(send, 200, generate_latest(METRICS.registry), CONTENT_TYPE_LATEST)
+        elif routes is not None:
+            await routes(scope, receive, send)
         else:
             await _respond(send, 404, {"error": "not found"})
 

@@ -18,6 +18,12 @@ class Metrics:
     outbox_backlog: Gauge
     consumer_lag: Gauge
     time_to_consensus: Histogram
+    assignments_issued: Counter
+    lease_expiries: Counter
+    assignment_declines: Counter
+    adjudication_waiting: Gauge
+    adjudication_oldest_seconds: Gauge
+    adjudication_sla_breaches: Counter
 
 
 def _build() -> Metrics:
@@ -72,6 +78,42 @@ def _build() -> Metrics:
             "consilium_consumer_lag",
             "Records between a partition's end and this consumer's position.",
             ["consumer", "topic", "partition"],
+            registry=registry,
+        ),
+        assignments_issued=Counter(
+            "consilium_assignments_issued_total",
+            "Assignments issued, by kind (label or adjudication).",
+            ["kind"],
+            registry=registry,
+        ),
+        lease_expiries=Counter(
+            "consilium_lease_expiries_total",
+            "Assignments whose lease ran out before their label arrived.",
+            ["kind"],
+            registry=registry,
+        ),
+        assignment_declines=Counter(
+            "consilium_assignment_declines_total",
+            "Assignments declined by their annotator.",
+            ["kind"],
+            registry=registry,
+        ),
+        adjudication_waiting=Gauge(
+            "consilium_adjudication_waiting",
+            "Contested items waiting for an adjudicator, per queue and tier.",
+            ["task", "specialty", "tier"],
+            registry=registry,
+        ),
+        adjudication_oldest_seconds=Gauge(
+            "consilium_adjudication_oldest_seconds",
+            "Age of the oldest contested item waiting in a queue at a tier.",
+            ["task", "specialty", "tier"],
+            registry=registry,
+        ),
+        adjudication_sla_breaches=Counter(
+            "consilium_adjudication_sla_breaches_total",
+            "Contested items overdue at the last adjudication tier.",
+            ["task", "specialty"],
             registry=registry,
         ),
     )

@@ -22,7 +22,7 @@ from faststream.kafka import KafkaBroker
 from shared.db.migrate import migrate, pending
 from shared.db.pool import create_pool
 from shared.events import REGISTRY
-from shared.http import make_app
+from shared.http import ASGIApp, make_app
 from shared.kafka.broker import make_broker
 from shared.kafka.consumer import ConsumerConfig, EventConsumer, Route
 from shared.kafka.publishers import BrokerPublisher, RowPublisher, TransactionalPublisher
@@ -52,10 +52,12 @@ BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 @dataclass(frozen=True)
 class Wiring:
-    """What a service's composition root hands the runtime: routes and background loops."""
+    """What a service's composition root hands the runtime: routes, background loops and
+    HTTP routes served beside /healthz, /readyz and /metrics."""
 
     routes: Sequence[Route]
     background: Sequence[BackgroundLoop] = ()
+    http: ASGIApp | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class ServiceRuntime:
                 max_event_bytes=self.settings.max_event_bytes,
                 batch_max_records=self.settings.batch_max_records,
                 batch_timeout_ms=self.settings.batch_timeout_ms,
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             ),
             pool,
             REGISTRY,
@@ -143,7 +147,7 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(loop(self.stopping)))
         if self.serve_http:
             config = uvicorn.Config(
-                make_app(self.definition.name, self.readiness),
+                make_app(self.definition.name, self.readiness, wiring.http),
                 host=self.settings.http_host,
                 port=self.settings.http_port,
                 log_level="warning",

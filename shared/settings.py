@@ -48,11 +48,16 @@ class ServiceSettings(BaseSettings):
     retry_backoff_s: float = Field(0.2, ge=0.0, le=60.0)
     batch_max_records: int = Field(500, ge=1, le=10_000)
     batch_timeout_ms: int = Field(50, ge=1, le=10_000)
+    # Consumer-group liveness: a member silent this long is evicted and its partitions move.
+    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100, le=100_000)
     max_event_bytes: int = Field(256 * 1024, ge=1024)
     outbox_batch: int = Field(500, ge=1, le=10_000)
     outbox_poll_s: float = Field(0.5, gt=0.0)
     # Publish the outbox in Kafka transactions with checkpoints (topics without inboxes).
     exactly_once_relay: bool = False
+    # Export only: also publish each consensus version as FHIR on consensus.fhir.v1.
+    publish_fhir: bool = False
     db_pool_max: int = Field(8, ge=1, le=100)
 
 

@@ -73,6 +73,13 @@ ANNOTATORS_SKILL: Final = Topic(
 CONSENSUS_LABELS: Final = Topic(
     "consensus.labels.v1", 6, "item_id", "Hospital topic: published, versioned consensus labels."
 )
+CONSENSUS_FHIR: Final = Topic(
+    "consensus.fhir.v1",
+    6,
+    "item_id",
+    "Opt-in hospital topic: each consensus version as a FHIR R4 Bundle (raw FHIR JSON; "
+    "item, version and ids in headers).",
+)
 DEAD_LETTERS: Final = Topic(
     "deadletters.v1",
     3,
@@ -101,6 +108,7 @@ ALL_TOPICS: Final[tuple[Topic, ...]] = (
     ADJUDICATION_REQUESTED,
     ANNOTATORS_SKILL,
     CONSENSUS_LABELS,
+    CONSENSUS_FHIR,
     DEAD_LETTERS,
     RELAY_CHECKPOINTS,
 )

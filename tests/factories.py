@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from services.submission.settings import SubmissionConfig
 from shared.envelope import Envelope
 from shared.events import (
+    ASSIGNMENT_CANCELLED,
     ASSIGNMENT_ISSUED,
     ITEM_REGISTERED,
     LABEL_RETRACTION_SUBMITTED,
     LABEL_SUBMITTED,
     TASK_DEFINED,
+    AdjudicationRationale,
+    AssignmentCancelled,
     AssignmentIssued,
     CategoricalValue,
     ConsensusPolicy,
@@ -152,6 +155,7 @@ def assignment_event(
     *,
     lease_expires_at: datetime | None = None,
     assignment_id: uuid.UUID | None = None,
+    kind: Literal["label", "adjudication"] = "label",
 ) -> Envelope[AssignmentIssued]:
     """An assignment as the assignment service issues it (by default live for a day)."""
     return ASSIGNMENT_ISSUED.wrap(
@@ -162,6 +166,7 @@ def assignment_event(
             annotator_id=annotator,
             case_ref=f"case:{item_id}",
             lease_expires_at=lease_expires_at or datetime.now(UTC) + timedelta(days=1),
+            kind=kind,
         ),
         key=annotator,
         producer="assignment",
@@ -169,6 +174,39 @@ def assignment_event(
         occurred_at=NOW,
         correlation_id=uuid.uuid4(),
     )
+
+
+def cancellation_event(
+    assignment: AssignmentIssued, reason: str, at: datetime | None = None
+) -> Envelope[AssignmentCancelled]:
+    """The assignment service's cancellation of `assignment` (keyed by its annotator)."""
+    return ASSIGNMENT_CANCELLED.wrap(
+        AssignmentCancelled(
+            assignment_id=assignment.assignment_id,
+            item_id=assignment.item_id,
+            task_id=assignment.task_id,
+            annotator_id=assignment.annotator_id,
+            reason=reason,
+            cancelled_at=at or datetime.now(UTC),
+        ),
+        key=assignment.annotator_id,
+        producer="assignment",
+        event_id=uuid.uuid4(),
+        occurred_at=NOW,
+        correlation_id=uuid.uuid4(),
+    )
+
+
+def rationale(decision: str = "present", **overrides: Any) -> AdjudicationRationale:
+    """An adjudicator's structured rationale and signature meaning."""
+    fields: dict[str, Any] = {
+        "reason_code": "reader_error",
+        "guideline_clause": "4.2",
+        "text": "visceral pleural line without lung markings beyond it",
+        "signature_meaning": f"I adjudicate this case as {decision}",
+    }
+    fields.update(overrides)
+    return AdjudicationRationale(**fields)
 
 
 def sign(value: bytes, key: SigningKey = KEY, signed_at: datetime | None = None) -> Headers:

@@ -1,41 +1,45 @@
-"""Assignment handlers: issue leased assignments for new items and on request."""
+"""Assignment handlers: decode -> assigner use case, in the consumed event's transaction."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-
-import redis.asyncio as aioredis
-
-from services.assignment.routing import choose_annotators
+from services.assignment.assigner import Assigner
+from services.assignment.store import PgAssignmentStore
 from shared.envelope import Envelope
 from shared.events import (
-    ASSIGNMENT_ISSUED,
+    ADJUDICATION_REQUESTED_EVENT,
+    ANNOTATOR_SKILL_ESTIMATED,
     ASSIGNMENT_REQUESTED,
     CONSENSUS_REACHED_EVENT,
     ITEM_REGISTERED,
+    LABEL_ACCEPTED,
+    LABEL_RETRACTED,
     TASK_DEFINED,
-    AssignmentIssued,
+    AdjudicationRequested,
+    AnnotatorSkillEstimated,
     AssignmentRequested,
     ConsensusReached,
     ItemRegistered,
+    LabelAccepted,
+    LabelRetracted,
     TaskDefined,
 )
-from shared.kafka.consumer import Handler, HandlerContext, Route
+from shared.kafka.consumer import HandlerContext, Route
 from shared.topics import (
-    ASSIGNMENTS_ISSUED,
+    ADJUDICATION_REQUESTED,
+    ANNOTATORS_SKILL,
     ASSIGNMENTS_REQUESTED,
     CONSENSUS_REACHED,
     ITEMS_REGISTERED,
+    LABELS_ACCEPTED,
     TASKS_DEFINED,
 )
 
-LEASE = timedelta(hours=24)
-
 
 class AssignmentHandlers:
-    def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
+    def __init__(self, assigner: Assigner, namespace: str = "") -> None:
+        self.assigner = assigner
+        # The topic prefix: the sweeper of this deployment sweeps the items it registered.
+        self.namespace = namespace
 
     async def on_task_defined(self, ctx: HandlerContext, event: Envelope[TaskDefined]) -> None:
         task = event.payload
@@ -47,151 +51,115 @@ class AssignmentHandlers:
             task.model_dump(mode="json"),
         )
         waiting = await ctx.conn.fetch(
-            """SELECT item_id, case_ref FROM items WHERE task_id = $1
-               AND status = 'waiting_for_task' ORDER BY priority DESC, item_id""",
+            """UPDATE items SET status = 'open', wanted = $2
+               WHERE task_id = $1 AND status = 'waiting_for_task' RETURNING item_id, priority""",
             task.task_id,
+            task.initial_overlap,
         )
-        for row in waiting:
-            await self._issue(
-                ctx, row["item_id"], task.task_id, row["case_ref"], task.initial_overlap, ()
-            )
-            await ctx.conn.execute(
-                "UPDATE items SET status = 'open' WHERE item_id = $1", row["item_id"]
-            )
+        for row in sorted(waiting, key=lambda r: (-r["priority"], r["item_id"])):
+            await self.assigner.fill(ctx, row["item_id"])
 
     async def on_item_registered(
         self, ctx: HandlerContext, event: Envelope[ItemRegistered]
     ) -> None:
+        """A new item gets its task's initial overlap; a gold item joins its task's gold pool
+        instead (it is handed out between other items, never on its own)."""
         item = event.payload
-        task = await self._task(ctx, item.task_id)
+        task = await PgAssignmentStore(ctx.conn).task(item.task_id)
+        gold = item.gold_value is not None
+        status = "gold" if gold else "open" if task is not None else "waiting_for_task"
         inserted = await ctx.conn.fetchval(
-            """INSERT INTO items (item_id, task_id, case_ref, priority, site, status, registered_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true""",
+            """INSERT INTO items (item_id, task_id, case_ref, priority, site, status,
+                   registered_at, gold, wanted, namespace)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               ON CONFLICT DO NOTHING RETURNING true""",
             item.item_id,
             item.task_id,
             item.case_ref,
             item.priority,
             item.site,
-            "open" if task else "waiting_for_task",
+            status,
             ctx.now,
+            gold,
+            task.initial_overlap if task is not None and not gold else 0,
+            self.namespace,
         )
-        if inserted and task is not None:
-            await self._issue(
-                ctx, item.item_id, item.task_id, item.case_ref, task.initial_overlap, ()
-            )
+        if inserted and status == "open":
+            await self.assigner.fill(ctx, item.item_id)
 
     async def on_assignment_requested(
         self, ctx: HandlerContext, event: Envelope[AssignmentRequested]
     ) -> None:
-        request = event.payload
-        row = await ctx.conn.fetchrow(
-            "SELECT case_ref FROM items WHERE item_id = $1", request.item_id
-        )
-        task = await self._task(ctx, request.task_id)
-        issued = 0
-        if row is not None and task is not None:
-            total = await ctx.conn.fetchval(
-                "SELECT count(*) FROM assignments WHERE item_id = $1", request.item_id
-            )
-            if total < task.policy.max_labels:
-                issued = await self._issue(
-                    ctx,
-                    request.item_id,
-                    request.task_id,
-                    row["case_ref"],
-                    1,
-                    request.exclude_annotators,
-                )
-        if not issued:
+        """Consensus asks for exactly one more label, from its preferred readers first."""
+        unfilled = await self.assigner.request_more(ctx, event.payload)
+        if unfilled is not None:
             await ctx.conn.execute(
                 "INSERT INTO unfilled_requests (item_id, reason, requested_at) VALUES ($1, $2, $3)",
-                request.item_id,
-                "no eligible annotator or label budget exhausted",
+                event.payload.item_id,
+                unfilled,
                 ctx.now,
             )
+
+    async def on_label_accepted(self, ctx: HandlerContext, event: Envelope[LabelAccepted]) -> None:
+        """An answered assignment's lease is over: it no longer counts as open work."""
+        label = event.payload
+        await self.assigner.answered(ctx, label.assignment_id, label.item_id, label.annotator_id)
+
+    async def on_label_retracted(
+        self, ctx: HandlerContext, event: Envelope[LabelRetracted]
+    ) -> None:
+        """A withdrawn label does not reopen its assignment: if consensus needs another
+        label it asks for one."""
 
     async def on_consensus_reached(
         self, ctx: HandlerContext, event: Envelope[ConsensusReached]
     ) -> None:
-        """A decided item needs no more labels: its open assignments close, leases go."""
-        closed = await ctx.conn.fetch(
-            """UPDATE assignments SET status = 'closed'
-               WHERE item_id = $1 AND status = 'open' RETURNING assignment_id""",
-            event.payload.item_id,
-        )
-        if closed:
-            await self.redis.delete(*[f"consilium:lease:{r['assignment_id']}" for r in closed])
+        await self.assigner.close(ctx, event.payload)
 
-    async def _task(self, ctx: HandlerContext, task_id: str) -> TaskDefined | None:
-        row = await ctx.conn.fetchval(
-            "SELECT definition FROM tasks WHERE task_id = $1 ORDER BY version DESC LIMIT 1", task_id
-        )
-        return TaskDefined.model_validate(row) if row is not None else None
-
-    async def _issue(
-        self,
-        ctx: HandlerContext,
-        item_id: str,
-        task_id: str,
-        case_ref: str,
-        count: int,
-        exclude: tuple[str, ...],
-    ) -> int:
-        rows = await ctx.conn.fetch(
-            """SELECT a.annotator_id,
-                      (SELECT count(*) FROM assignments s
-                        WHERE s.annotator_id = a.annotator_id AND s.status = 'open') AS open_count
-               FROM annotators a WHERE a.task_id = $1 AND a.active AND a.role = 'reader'""",
-            task_id,
-        )
-        already = {
-            r["annotator_id"]
-            for r in await ctx.conn.fetch(
-                "SELECT annotator_id FROM assignments WHERE item_id = $1", item_id
-            )
-        }
-        chosen = choose_annotators(
-            {r["annotator_id"]: r["open_count"] for r in rows}, set(exclude) | already, count
-        )
-        expires = ctx.now + LEASE
-        for annotator_id in chosen:
-            assignment_id = uuid.uuid4()
+    async def on_adjudication_requested(
+        self, ctx: HandlerContext, event: Envelope[AdjudicationRequested]
+    ) -> None:
+        refused = await self.assigner.enqueue(ctx, event.payload)
+        if refused is not None:
             await ctx.conn.execute(
-                """INSERT INTO assignments (assignment_id, item_id, task_id, annotator_id,
-                       issued_at, lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6)""",
-                assignment_id,
-                item_id,
-                task_id,
-                annotator_id,
+                "INSERT INTO unfilled_requests (item_id, reason, requested_at) VALUES ($1, $2, $3)",
+                event.payload.item_id,
+                refused,
                 ctx.now,
-                expires,
             )
-            # The lease's fast path; PostgreSQL stays the record it is rebuilt from.
-            await self.redis.set(
-                f"consilium:lease:{assignment_id}", annotator_id, ex=int(LEASE.total_seconds())
-            )
-            ctx.emitter.emit(
-                ASSIGNMENT_ISSUED,
-                ASSIGNMENTS_ISSUED,
-                AssignmentIssued(
-                    assignment_id=assignment_id,
-                    item_id=item_id,
-                    task_id=task_id,
-                    annotator_id=annotator_id,
-                    case_ref=case_ref,
-                    lease_expires_at=expires,
-                ),
-                key=annotator_id,
-            )
-        return len(chosen)
+
+    async def on_skill_estimated(
+        self, ctx: HandlerContext, event: Envelope[AnnotatorSkillEstimated]
+    ) -> None:
+        """Keep the newest estimate per annotator and task (the topic is compacted and may
+        deliver an older one after a newer)."""
+        skill = event.payload
+        await ctx.conn.execute(
+            """INSERT INTO skills (annotator_id, task_id, skill, labels, gold_labels,
+                   gold_accuracy, estimated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (annotator_id, task_id) DO UPDATE SET skill = EXCLUDED.skill,
+                   labels = EXCLUDED.labels, gold_labels = EXCLUDED.gold_labels,
+                   gold_accuracy = EXCLUDED.gold_accuracy, estimated_at = EXCLUDED.estimated_at
+               WHERE skills.estimated_at <= EXCLUDED.estimated_at""",
+            skill.annotator_id,
+            skill.task_id,
+            skill.skill,
+            skill.labels,
+            skill.gold_labels,
+            skill.gold_accuracy,
+            event.occurred_at,
+        )
 
     def routes(self) -> list[Route]:
-        def route(topic, spec, handler: Handler) -> Route:  # type: ignore[no-untyped-def]
-            return Route(topic, spec, handler)
-
         return [
-            route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
-            route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
-            route(ASSIGNMENTS_REQUESTED, ASSIGNMENT_REQUESTED, self.on_assignment_requested),
-            route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, self.on_consensus_reached),
+            Route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
+            Route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
+            Route(ASSIGNMENTS_REQUESTED, ASSIGNMENT_REQUESTED, self.on_assignment_requested),
+            Route(LABELS_ACCEPTED, LABEL_ACCEPTED, self.on_label_accepted),
+            Route(LABELS_ACCEPTED, LABEL_RETRACTED, self.on_label_retracted),
+            Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, self.on_consensus_reached),
+            Route(
+                ADJUDICATION_REQUESTED, ADJUDICATION_REQUESTED_EVENT, self.on_adjudication_requested
+            ),
+            Route(ANNOTATORS_SKILL, ANNOTATOR_SKILL_ESTIMATED, self.on_skill_estimated),
         ]

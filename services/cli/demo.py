@@ -4,9 +4,12 @@ The demo plays the annotation front-end: it defines the tasks, registers the rea
 own front-end client (allowed to speak for them) and the items, then does what a real
 front-end does: it consumes `assignments.issued.v1` and answers each of its readers'
 assignments with that reader's label from the dataset, as a signed `labels.submitted.v1`
-event (the first wave in a seeded random order, later assignments as they come). It then
-reads the hospital topic and the adjudication topic and scores the published consensus
-against the dataset's truth. Ids derive from the dataset and the
+event (the first wave in a seeded random order, later assignments as they come). Items
+start with two readers; consensus asks for a third where two do not settle it, and
+escalates what three do not settle to adjudication. A simulated adjudicator answers its
+adjudication assignments with the dataset's reference standard and a signed rationale.
+The demo reads the hospital topic and the adjudication topic and scores the published
+consensus against the dataset's truth. Ids derive from the dataset and the
 Kafka cluster's id, so running it twice against the same stack has no second effect (the
 second run reports the same result), while a new stack gets a run of its own even if
 PostgreSQL kept an older one's state.
@@ -18,7 +21,8 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,7 @@ from shared.events import (
     ITEM_REGISTERED,
     LABEL_SUBMITTED,
     REGISTRY,
+    AdjudicationRationale,
     CategoricalValue,
     ItemRegistered,
     LabelSubmitted,
@@ -61,6 +66,8 @@ CLIENT_ID = "demo-frontend"
 # machine with the same master key) signs with the same registered key.
 KEY_ID = f"{CLIENT_ID}.demo"
 KEY_SALT = "consilium-demo"
+# The simulated adjudicator: it answers with the dataset's reference standard.
+ADJUDICATOR = "demo-adjudicator"
 STALL_S = 120.0  # give up waiting when the services publish nothing for this long
 FIRST_WAVE_QUIET_S = 30.0  # answer a first wave that stays incomplete this long anyway
 
@@ -77,11 +84,14 @@ class DemoResult:
     majority_correct: int = 0
     majority_scored: int = 0
     versions_published: int = 0
+    adjudicated: int = 0
+    labels_used: int = 0
+    readers_per_item: Counter[int] = field(default_factory=Counter)
     seconds: float = 0.0
 
     @property
     def complete(self) -> bool:
-        return self.reached + self.escalated == self.items
+        return self.reached + self.adjudicated + self.escalated == self.items
 
     @staticmethod
     def ratio(correct: int, total: int) -> str:
@@ -98,6 +108,8 @@ async def run_demo(
     method: Method = "ds",
     threshold: float = 0.9,
     run_tag: str = "",
+    initial_overlap: int = 2,
+    adjudicate: bool = True,
 ) -> DemoResult:
     stack = StackSettings()
     answers = read_answers(dataset)
@@ -111,6 +123,7 @@ async def run_demo(
         await _cluster_run_id(stack) + (f"-{safe_id(run_tag)[:20]}" if run_tag else ""),
         method=method,
         threshold=threshold,
+        initial_overlap=initial_overlap,
     )
     result = DemoResult(items=len(plan.item_task), labels=len(plan.answers))
     console.print(
@@ -131,13 +144,23 @@ async def run_demo(
                 list(plan.readers),
                 "reader",
             )
+            if adjudicate:
+                await register_annotators(
+                    service_settings("assignment").database_url,
+                    task.task_id,
+                    [ADJUDICATOR],
+                    "adjudicator",
+                )
             await publish_task(stack, task, producer_name=CLIENT_ID)
         key = await _register_frontend(plan)
         await _register_items(stack, plan)
         await _wait_for_items(plan, timeout)
-        frontend = asyncio.create_task(_frontend(stack, plan, seed, key))
+        readers: dict[str, set[str]] = defaultdict(set)
+        frontend = asyncio.create_task(_frontend(stack, plan, seed, key, truth, readers))
         try:
-            await _collect(stack, plan, truth, result, timeout)
+            await _collect(stack, plan, truth, result, timeout, adjudicate)
+            result.readers_per_item = Counter(len(readers[item]) for item in plan.item_task)
+            result.labels_used = sum(len(readers[item]) for item in plan.item_task)
         finally:
             frontend.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -206,7 +229,7 @@ async def _register_frontend(plan: DemoPlan) -> SigningKey:
             conn,
             SubmissionConfig().master,
             CLIENT_ID,
-            annotators=[safe_id(reader) for reader in plan.readers],
+            annotators=[safe_id(reader) for reader in plan.readers] + [ADJUDICATOR],
             description="consilium demo: replays a multi-reader dataset",
             key_id=KEY_ID,
             salt=KEY_SALT,
@@ -219,6 +242,7 @@ async def _register_frontend(plan: DemoPlan) -> SigningKey:
 async def _already_answered(plan: DemoPlan) -> set[Any]:
     """Event ids of labels submission already stored (a front-end remembers what it sent)."""
     ids = [stable_uuid("label", a.worker, plan.item_id(a.task)) for a in plan.answers]
+    ids += [stable_uuid("adjudication", item_id) for item_id in plan.item_task]
     conn = await connect(service_settings("submission").database_url, "submission")
     try:
         rows = await conn.fetch("SELECT event_id FROM labels WHERE event_id = ANY($1::uuid[])", ids)
@@ -227,12 +251,22 @@ async def _already_answered(plan: DemoPlan) -> set[Any]:
     return {r["event_id"] for r in rows}
 
 
-async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: SigningKey) -> None:
-    """Answer the readers' assignments with their labels from the dataset, signed.
+async def _frontend(
+    stack: StackSettings,
+    plan: DemoPlan,
+    seed: int,
+    key: SigningKey,
+    truth: dict[str, str],
+    readers: dict[str, set[str]],
+) -> None:
+    """Answer the readers' assignments with their labels from the dataset, signed, and
+    the adjudicator's with the reference standard; `readers` collects who was assigned
+    each item.
 
     The first wave (the initial overlap of every item) is collected whole, then answered
-    in a seeded random order; later assignments (consensus asking for one more reader)
-    are answered as they arrive. Labels stored by an earlier run are not sent again.
+    in a seeded random order; later assignments (consensus asking for one more reader,
+    adjudication) are answered as they arrive. Labels stored by an earlier run are not
+    sent again; cancelled assignments (the item was decided meanwhile) are dropped.
     """
     first_wave_size = sum(
         min(plan.tasks[task_id].initial_overlap, len(plan.readers))
@@ -256,8 +290,20 @@ async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: Signin
                 for records in batches.values():
                     quiet_since = time.monotonic()
                     for record in records:
-                        lease: Any = REGISTRY.decode(record.value).payload
-                        leased += lease.item_id in plan.item_task
+                        event = REGISTRY.decode(record.value)
+                        lease: Any = event.payload
+                        if event.event_type != "assignment.issued":
+                            continue  # a cancellation: the answer, if sent, is still kept
+                        if lease.item_id not in plan.item_task:
+                            continue
+                        if lease.kind == "adjudication":
+                            sent = stable_uuid("adjudication", lease.item_id)
+                            if lease.annotator_id == ADJUDICATOR and sent not in done:
+                                done.add(sent)
+                                await _adjudicate(client, stack, plan, lease, truth, key)
+                            continue
+                        leased += 1
+                        readers[lease.item_id].add(lease.annotator_id)
                         answer = answers.pop((safe_id(lease.annotator_id), lease.item_id), None)
                         if answer is not None:
                             wave.append((answer, lease.assignment_id))
@@ -275,6 +321,70 @@ async def _frontend(stack: StackSettings, plan: DemoPlan, seed: int, key: Signin
                     wave = []
     finally:
         await consumer.stop()
+
+
+async def _adjudicate(
+    client: Any,
+    stack: StackSettings,
+    plan: DemoPlan,
+    lease: Any,
+    truth: dict[str, str],
+    key: SigningKey,
+) -> None:
+    """The simulated adjudicator decides with the reference standard (or, without one,
+    the readers' majority) and signs what its decision means."""
+    source = plan.item_source[lease.item_id]
+    decided = truth[source] if source in truth else majority_vote(plan.answers)[source]
+    task = plan.tasks[plan.item_task[lease.item_id]]
+    now = datetime.now(UTC)
+    label = LabelSubmitted(
+        annotation_id=stable_uuid("adjudication", lease.item_id),
+        item_id=lease.item_id,
+        task_id=task.task_id,
+        task_version=task.version,
+        annotator_id=ADJUDICATOR,
+        client_id=CLIENT_ID,
+        assignment_id=lease.assignment_id,
+        value=CategoricalValue(label=decided),
+        labeled_at=now,
+        adjudication=AdjudicationRationale(
+            reason_code="reference_standard",
+            guideline_clause="demo: reference panel",
+            signature_meaning=f"I adjudicate this case as {task.title} = {decided}",
+        ),
+    )
+    await _send_signed(client, stack, plan, label, stable_uuid("adjudication", lease.item_id), key)
+
+
+async def _send_signed(
+    client: Any,
+    stack: StackSettings,
+    plan: DemoPlan,
+    label: LabelSubmitted,
+    event_id: Any,
+    key: SigningKey,
+) -> Any:
+    """Queue one signed label event; returns its delivery future."""
+    now = datetime.now(UTC)
+    event = LABEL_SUBMITTED.wrap(
+        label,
+        key=label.item_id,
+        producer=CLIENT_ID,
+        event_id=event_id,
+        occurred_at=now,
+        correlation_id=stable_uuid("run", plan.run),
+    )
+    value = event.encode()
+    return await client.send(
+        LABELS_SUBMITTED.qualified(stack.topic_prefix),
+        value,
+        key=label.item_id.encode(),
+        headers=[
+            ("content-type", b"application/json"),
+            ("event_type", event.event_type.encode()),
+            *sign(value, key, now),
+        ],
+    )
 
 
 async def _publish(
@@ -307,27 +417,7 @@ async def _publish(
                 value=CategoricalValue(label=answer.label),
                 labeled_at=now,
             )
-            event = LABEL_SUBMITTED.wrap(
-                label,
-                key=item_id,
-                producer=CLIENT_ID,
-                event_id=event_id,
-                occurred_at=now,
-                correlation_id=stable_uuid("run", plan.run),
-            )
-            value = event.encode()
-            futures.append(
-                await client.send(
-                    LABELS_SUBMITTED.qualified(stack.topic_prefix),
-                    value,
-                    key=item_id.encode(),
-                    headers=[
-                        ("content-type", b"application/json"),
-                        ("event_type", event.event_type.encode()),
-                        *sign(value, key, now),
-                    ],
-                )
-            )
+            futures.append(await _send_signed(client, stack, plan, label, event_id, key))
             if len(futures) >= 1000:
                 await asyncio.gather(*futures)
                 futures.clear()
@@ -335,11 +425,23 @@ async def _publish(
 
 
 async def _collect(
-    stack: StackSettings, plan: DemoPlan, truth: dict[str, str], result: DemoResult, timeout: float
+    stack: StackSettings,
+    plan: DemoPlan,
+    truth: dict[str, str],
+    result: DemoResult,
+    timeout: float,
+    adjudicate: bool,
 ) -> None:
-    """Read the hospital and adjudication topics from the start until every item is in."""
-    latest: dict[str, tuple[int, Any]] = {}
+    """Read the hospital and adjudication topics from the start until every item is in:
+    published, or escalated (and, when the demo adjudicates, adjudicated)."""
+    latest: dict[str, tuple[int, Any, str | None]] = {}
     escalated: set[str] = set()
+
+    def settled() -> int:
+        adjudicated = {i for i, (_, _, adjudicator) in latest.items() if adjudicator}
+        waiting = escalated - adjudicated if adjudicate else escalated - latest.keys()
+        return len(latest.keys() - waiting) + (0 if adjudicate else len(waiting))
+
     # No group: every partition is read from its beginning, nothing is committed.
     consumer = topic_reader(stack, CONSENSUS_LABELS, ADJUDICATION_REQUESTED)
     await consumer.start()
@@ -348,7 +450,7 @@ async def _collect(
         last_progress = time.monotonic()
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("waiting for consensus", total=result.items)
-            while time.monotonic() < deadline and len(latest.keys() | escalated) < result.items:
+            while time.monotonic() < deadline and settled() < result.items:
                 if time.monotonic() - last_progress > STALL_S:
                     console.print(
                         f"[red]nothing new for {STALL_S:.0f}s[/red]: see .stack/logs/ and "
@@ -365,11 +467,15 @@ async def _collect(
                             continue
                         if event.event_type == "consensus.published":
                             result.versions_published += 1
-                            if payload.version > latest.get(payload.item_id, (0, None))[0]:
-                                latest[payload.item_id] = (payload.version, payload.label)
+                            if payload.version > latest.get(payload.item_id, (0, None, None))[0]:
+                                latest[payload.item_id] = (
+                                    payload.version,
+                                    payload.label,
+                                    payload.adjudicator_id,
+                                )
                         else:
                             escalated.add(payload.item_id)
-                progress.update(bar, completed=len(latest.keys() | escalated))
+                progress.update(bar, completed=settled())
     finally:
         await consumer.stop()
     _score(plan, truth, latest, escalated, result)
@@ -378,12 +484,16 @@ async def _collect(
 def _score(
     plan: DemoPlan,
     truth: dict[str, str],
-    latest: dict[str, tuple[int, Any]],
+    latest: dict[str, tuple[int, Any, str | None]],
     escalated: set[str],
     result: DemoResult,
 ) -> None:
+    """Readers' consensus is scored on the items it decided; adjudicated items are
+    counted apart (the simulated adjudicator answers with the truth itself)."""
     majority = majority_vote(plan.answers)
-    result.reached = len(latest)
+    by_readers = {i for i, (_, _, adjudicator) in latest.items() if not adjudicator}
+    result.reached = len(by_readers)
+    result.adjudicated = len(latest.keys() - by_readers)
     result.escalated = len(escalated - latest.keys())
     for item_id, source in plan.item_source.items():
         expected = truth.get(source)
@@ -391,7 +501,7 @@ def _score(
             continue
         result.majority_scored += 1
         result.majority_correct += int(majority[source] == expected)
-        if item_id in latest:
+        if item_id in by_readers:
             result.scored += 1
             result.correct += int(latest[item_id][1] == expected)
         elif item_id in escalated:
@@ -403,15 +513,21 @@ def _print(result: DemoResult, name: str) -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("items", str(result.items))
-    table.add_row("labels replayed", str(result.labels))
-    table.add_row("consensus reached", str(result.reached))
+    table.add_row("labels available", str(result.labels))
+    table.add_row("labels used (readers assigned)", str(result.labels_used))
+    for readers, items in sorted(result.readers_per_item.items()):
+        table.add_row(f"items given {readers} reader(s)", str(items))
+    table.add_row("consensus reached by the readers", str(result.reached))
+    table.add_row("escalated, then adjudicated", str(result.adjudicated))
+    table.add_row("escalated, awaiting adjudication", str(result.escalated))
     table.add_row("consensus versions published", str(result.versions_published))
-    table.add_row("escalated to adjudication", str(result.escalated))
-    table.add_row("pending", str(result.items - result.reached - result.escalated))
-    table.add_row("accuracy of published consensus", result.ratio(result.correct, result.scored))
+    table.add_row(
+        "pending", str(result.items - result.reached - result.adjudicated - result.escalated)
+    )
+    table.add_row("accuracy of the readers' consensus", result.ratio(result.correct, result.scored))
     table.add_row(
         "majority vote on the escalated items",
-        result.ratio(result.escalated_majority_correct, result.escalated),
+        result.ratio(result.escalated_majority_correct, result.adjudicated + result.escalated),
     )
     table.add_row(
         "majority vote on every item (baseline)",

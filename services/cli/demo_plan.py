@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from services.cli.datasets import Answer, safe_id
-from shared.events import ConsensusPolicy, TaskDefined
+from shared.events import AssignmentRules, ConsensusPolicy, TaskDefined
 
 Method = Literal["mv", "weighted", "ds"]
 
@@ -49,9 +49,14 @@ def make_plan(
     *,
     method: Method = "ds",
     threshold: float = 0.9,
+    initial_overlap: int = 2,
 ) -> DemoPlan:
-    """Tasks and items for a replay. The label budget is the number of readers at hand, so
-    an item that does not reach confidence with every reader is escalated, not stranded."""
+    """Tasks and items for a replay. Each item starts with `initial_overlap` readers and
+    may reach consensus with them; otherwise consensus asks for one more reader at a time.
+    The label budget is the number of readers at hand, so an item that does not reach
+    confidence with every reader is escalated to adjudication, not stranded."""
+    if initial_overlap < 1:
+        raise ValueError("initial_overlap must be at least 1")
     seen: set[tuple[str, str]] = set()
     unique = []
     for answer in answers:
@@ -75,10 +80,13 @@ def make_plan(
             title=f"{name}: {group}",
             label_kind="categorical",
             classes=tuple(all_values if len(values) < 2 else sorted(values)),
-            initial_overlap=min(3, budget),
+            initial_overlap=min(initial_overlap, budget),
+            # A replay hands each reader all of their cases at once, far above the
+            # concurrency cap a live reading list would have.
+            assignment=AssignmentRules(max_open_per_annotator=10_000),
             policy=ConsensusPolicy(
                 method=method,
-                min_labels=min(3, budget),
+                min_labels=min(initial_overlap, budget),
                 max_labels=budget,
                 threshold=threshold,
             ),

@@ -18,6 +18,8 @@ from services.consensus.engine import ENGINE_VERSION
 from services.export import sources
 from services.export.replay import ReplayReport, compare, rederive
 from services.export.snapshot import SnapshotWriter
+from shared.audit import PgAuditLog
+from shared.audit import chains as audit_chains
 from shared.db.pool import connect
 from shared.settings import service_settings
 
@@ -28,7 +30,8 @@ def export_command(
     out: Annotated[Path, typer.Argument(help="folder of the snapshot (resumed if interrupted)")],
     task: Annotated[str | None, typer.Option(help="only this task's items")] = None,
 ) -> None:
-    """Write a dataset snapshot: JSONL, CSV, raw labels (worker,task,label), FHIR, manifest."""
+    """Write a dataset snapshot: JSONL, CSV, raw labels (worker,task,label), FHIR, COCO for
+    box tasks, manifest."""
     manifest = asyncio.run(write_snapshot(out, task))
     console.print(
         f"snapshot {manifest['snapshot_id']}: {manifest['counts']['items']} items, "
@@ -47,7 +50,10 @@ async def write_snapshot(
     """Write (or resume) a snapshot from the services' databases; returns the manifest."""
     export_db = await connect(_dsn("export", dsns), "export")
     submission_db = await connect(_dsn("submission", dsns), "submission")
-    writer = SnapshotWriter(out, {"task_id": task})
+    box_tasks = await sources.box_tasks(submission_db, task)
+    # Case references of box items (COCO file names) are the assignment service's.
+    assignment_db = await connect(_dsn("assignment", dsns), "assignment") if box_tasks else None
+    writer = SnapshotWriter(out, {"task_id": task}, box_tasks=box_tasks)
     writer.open()
     methods: set[str] = set()
     try:
@@ -57,29 +63,57 @@ async def write_snapshot(
             async for page in sources.current_versions(
                 export_db, task_id=task, after_item=writer.last_item
             ):
-                labels = await sources.raw_labels(submission_db, [p.item_id for p in page])
+                ids = [p.item_id for p in page]
+                labels = await sources.raw_labels(submission_db, ids)
+                boxed = [p.item_id for p in page if p.task_id in box_tasks]
+                images, boxes = {}, {}
+                if assignment_db is not None and boxed:
+                    images = await sources.images(submission_db, assignment_db, boxed)
+                    boxes = await sources.raw_boxes(submission_db, boxed)
                 for published in page:
-                    writer.add(published, labels.get(published.item_id, []))
+                    writer.add(
+                        published,
+                        labels.get(published.item_id, []),
+                        image=images.get(published.item_id),
+                        reader_boxes=boxes.get(published.item_id, ()),
+                    )
                     methods.add(f"{published.method} {published.method_version}")
                 writer.checkpoint()
                 progress.update(bar, completed=writer.counts["items"])
+        audit_heads = await _audit_heads(submission_db)
     finally:
-        await export_db.close()
-        await submission_db.close()
+        for conn in (export_db, submission_db, assignment_db):
+            if conn is not None:
+                await conn.close()
+    formats = {
+        "consensus.jsonl": "one consensus.labels.v1 payload per line (current version)",
+        "consensus.csv": "the same, flattened, with the adjudicator and rationale columns",
+        "labels.csv": "raw labels, crowd-kit style worker,task,label (latest revision)",
+        "fhir-bundle.json": "FHIR R4 collection Bundle: Observation + Provenance per item",
+    }
+    if box_tasks:
+        formats["coco.json"] = "COCO detection ground truth: the consensus boxes of box tasks"
+        formats["coco-readers.json"] = "COCO: every reader's boxes (annotator_id per box)"
     return writer.finish(
         {
             "snapshot_id": str(uuid.uuid4()),
             "created_at": datetime.now(UTC).isoformat(),
             "software": {"consilium": package_version("consilium"), "engine": ENGINE_VERSION},
             "methods": sorted(methods),
-            "formats": {
-                "consensus.jsonl": "one consensus.labels.v1 payload per line (current version)",
-                "consensus.csv": "the same, flattened",
-                "labels.csv": "raw labels, crowd-kit style worker,task,label (latest revision)",
-                "fhir-bundle.json": "FHIR R4 collection Bundle: Observation + Provenance per item",
-            },
+            "formats": formats,
+            "audit_chain_heads": audit_heads,
         }
     )
+
+
+async def _audit_heads(conn: Any) -> dict[str, dict[str, Any]]:
+    """Each audit chain's head when the snapshot was taken (`consilium audit verify`
+    later proves the labels behind the snapshot were not changed since)."""
+    heads = {}
+    for chain in await audit_chains(conn):
+        seq, digest = await PgAuditLog(conn, chain).head()
+        heads[chain] = {"seq": seq, "hash": digest}
+    return heads
 
 
 def replay_command(

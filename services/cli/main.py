@@ -16,6 +16,7 @@ from services.cli import clients as clients_cli
 from services.cli.bench_cmd import bench_command
 from services.cli.dlq import app as dlq_app
 from services.cli.export_cmd import export_command, replay_command
+from services.cli.reestimate_cmd import reestimate_command
 from services.cli.tasks import task_schema_command
 from services.consensus.evaluation.cli import eval_command
 from shared.settings import SERVICES, StackSettings, service_settings
@@ -107,11 +108,23 @@ def annotators(
     task: Annotated[str, typer.Option(help="task id the annotators are qualified for")],
     ids: Annotated[list[str], typer.Argument(help="pseudonymous annotator ids")],
     role: Annotated[str, typer.Option(help="reader or adjudicator")] = "reader",
+    site: Annotated[
+        str | None, typer.Option(help="their site (no cases from it when the task forbids)")
+    ] = None,
+    tier: Annotated[int, typer.Option(min=1, help="adjudication tier they serve")] = 1,
+    specialty: Annotated[
+        str, typer.Option(help="adjudication queue specialty they serve")
+    ] = "general",
+    max_open: Annotated[
+        int | None, typer.Option(min=1, help="their own cap on open assignments")
+    ] = None,
 ) -> None:
-    """Register annotators (pseudonymous ids) as qualified for a task."""
-    from services.assignment.admin import register_annotators
+    """Register annotators (pseudonymous ids) as qualified for a task (docs/ASSIGNMENT.md)."""
+    from services.assignment.admin import AnnotatorProfile, register_annotators
 
-    asyncio.run(register_annotators(service_settings("assignment").database_url, task, ids, role))
+    profile = AnnotatorProfile(site=site, tier=tier, specialty=specialty, max_open=max_open)
+    dsn = service_settings("assignment").database_url
+    asyncio.run(register_annotators(dsn, task, ids, role, profile))
     console.print(f"registered {len(ids)} {role}(s) for {task}")
 
 
@@ -144,6 +157,12 @@ def demo(
     run_tag: Annotated[
         str, typer.Option(help="replay as a new run (fresh ids) instead of reusing this stack's")
     ] = "",
+    initial_overlap: Annotated[
+        int, typer.Option(min=1, help="readers per item before consensus may ask for more")
+    ] = 2,
+    adjudicate: Annotated[
+        bool, typer.Option(help="answer adjudications as a simulated adjudicator")
+    ] = True,
 ) -> None:
     """Replay a real multi-reader dataset through the running services and score it."""
     from services.cli.demo import run_demo
@@ -162,6 +181,8 @@ def demo(
             method=cast(Method, method),
             threshold=threshold,
             run_tag=run_tag,
+            initial_overlap=initial_overlap,
+            adjudicate=adjudicate,
         )
     )
     raise typer.Exit(0 if result.complete else 1)
@@ -175,3 +196,4 @@ app.add_typer(audit_cli.app, name="audit")
 app.command("task-schema")(task_schema_command)
 app.command("export")(export_command)
 app.command("replay")(replay_command)
+app.command("reestimate")(reestimate_command)

@@ -41,7 +41,22 @@ QUEUES["submission"] += [
 ]
 QUEUES["assignment"] += [
     ("assignments open", "SELECT count(*) FROM assignments WHERE status = 'open'"),
+    ("items waiting for a reader", "SELECT count(*) FROM items WHERE starved"),
     ("requests unfilled", "SELECT count(*) FROM unfilled_requests"),
+    (
+        "adjudications waiting or assigned",
+        "SELECT count(*) FROM adjudication_queue WHERE status IN ('waiting', 'assigned')",
+    ),
+    (
+        "oldest open adjudication (s)",
+        """SELECT coalesce(round(extract(epoch FROM now() - min(enqueued_at))), 0)
+           FROM adjudication_queue WHERE status IN ('waiting', 'assigned')""",
+    ),
+    (
+        "adjudications past their SLA",
+        """SELECT count(*) FROM adjudication_queue
+           WHERE status IN ('waiting', 'assigned') AND breached_at IS NOT NULL""",
+    ),
 ]
 
 

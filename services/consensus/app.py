@@ -10,9 +10,11 @@ from services.consensus.reliability_store import PgReliability
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
 from shared.topics import (
     ADJUDICATION_REQUESTED,
+    ANNOTATORS_SKILL,
     ASSIGNMENTS_REQUESTED,
     CONSENSUS_REACHED,
     DEAD_LETTERS,
+    ITEMS_REGISTERED,
     LABELS_ACCEPTED,
     TASKS_DEFINED,
 )
@@ -35,12 +37,14 @@ DEFINITION = ServiceDefinition(
     build=build,
     consumes=(
         TASKS_DEFINED,
+        ITEMS_REGISTERED,
         LABELS_ACCEPTED,
     ),
     produces=(
         CONSENSUS_REACHED,
         ASSIGNMENTS_REQUESTED,
         ADJUDICATION_REQUESTED,
+        ANNOTATORS_SKILL,
         DEAD_LETTERS,
     ),
 )

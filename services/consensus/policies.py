@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from pydantic import TypeAdapter
+
 from services.consensus import engine
 from shared.events import LabelAccepted, LabelValue, TaskDefined
 from shared.events.consensus import ConsensusValue, DecisionRecord
@@ -58,14 +60,40 @@ def engine_value(value: LabelValue) -> engine.LabelValue:
     )
 
 
-def observation(label: LabelAccepted) -> engine.LabelObservation:
+def observation(label: LabelAccepted, gold: str | None = None) -> engine.LabelObservation:
+    """An accepted label as the engine sees it: an adjudicator's decision closes the item;
+    `gold` is the item's known answer when it is a gold item (see gold_key)."""
     return engine.LabelObservation(
         label_id=str(label.label_id),
         annotator_id=label.annotator_id,
         value=engine_value(label.value),
         annotation_id=str(label.annotation_id),
         revision=label.revision,
+        role="adjudicator" if label.role == "adjudicator" else "annotator",
+        gold=gold,
     )
+
+
+_VALUE: TypeAdapter[LabelValue] = TypeAdapter(LabelValue)
+
+
+def gold_key(gold_value: dict[str, Any] | None) -> str | None:
+    """A gold item's known answer as the engine reads gold (a class or a grade).
+
+    Only the classifying kinds have an exact right answer the engine scores readers
+    against; a gold item of another kind is kept from publication but teaches nothing."""
+    if gold_value is None:
+        return None
+    value = _VALUE.validate_python(gold_value)
+    if value.kind in ("categorical", "ordinal"):
+        return str(engine_value(value))
+    return None
+
+
+def is_right(label: LabelAccepted, gold_value: dict[str, Any] | None) -> bool | None:
+    """Whether a reader's label matches a gold item's answer (None: not a scored gold item)."""
+    key = gold_key(gold_value)
+    return None if key is None else str(engine_value(label.value)) == key
 
 
 def consensus_value(value: Any) -> ConsensusValue | None:

@@ -21,6 +21,12 @@ class TrackedItem:
     first_label_at: str | None = None  # ISO time the first label was received
     # annotation id -> highest retracted revision: lower revisions arriving late stay out.
     retracted: dict[str, int] = field(default_factory=dict)
+    # The known answer of a gold item (LabelValue JSON): its labels measure the readers and
+    # it is never published, extended or escalated.
+    gold: dict[str, Any] | None = None
+    # adjudicator label id -> the rationale they signed (AdjudicationRationale JSON), kept
+    # so that every later decision of the item still names it.
+    rationales: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def new(cls, item_id: str) -> TrackedItem:
@@ -41,6 +47,11 @@ class TrackedItem:
     def is_retracted(self, annotation_id: str, revision: int) -> bool:
         return revision <= self.retracted.get(annotation_id, 0)
 
+    def stamp_gold(self, gold: str | None) -> None:
+        """Mark every label with the item's gold value, as the engine reads gold items."""
+        labels = tuple(replace(obs, gold=gold) for obs in self.engine.labels)
+        self.engine = replace(self.engine, labels=labels)
+
     def annotators(self) -> tuple[str, ...]:
         return tuple(sorted({obs.annotator_id for obs in self.engine.labels}))
 
@@ -53,6 +64,8 @@ class TrackedItem:
             "published_contributors": self.published_contributors,
             "first_label_at": self.first_label_at,
             "retracted": self.retracted,
+            "gold": self.gold,
+            "rationales": self.rationales,
         }
 
     @classmethod
@@ -65,4 +78,6 @@ class TrackedItem:
             published_contributors=list(data.get("published_contributors", [])),
             first_label_at=data.get("first_label_at"),
             retracted={k: int(v) for k, v in data.get("retracted", {}).items()},
+            gold=data.get("gold"),
+            rationales=dict(data.get("rationales", {})),
         )

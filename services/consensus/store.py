@@ -7,8 +7,9 @@ from typing import Any
 
 import asyncpg
 
+from services.consensus.skills import LabelCounts, LastPublished
 from services.consensus.state import TrackedItem
-from shared.events import DecisionRecord, TaskDefined
+from shared.events import AnnotatorSkillEstimated, DecisionRecord, TaskDefined
 
 
 class PgConsensusStore:
@@ -40,6 +41,13 @@ class PgConsensusStore:
         if row is None:
             return None
         return TrackedItem.from_json(row["state"]), row["status"], row["consensus_version"]
+
+    async def task_version_of(self, item_id: str) -> int:
+        """The task version an item's stored state was decided under."""
+        version: int = await self.conn.fetchval(
+            "SELECT task_version FROM item_state WHERE item_id = $1", item_id
+        )
+        return version
 
     async def save(
         self,
@@ -89,3 +97,59 @@ class PgConsensusStore:
     async def count_by_status(self) -> dict[str, Any]:
         rows = await self.conn.fetch("SELECT status, count(*) AS n FROM item_state GROUP BY status")
         return {row["status"]: row["n"] for row in rows}
+
+    async def save_gold(self, item_id: str, task_id: str, gold_value: dict[str, Any]) -> None:
+        await self.conn.execute(
+            """INSERT INTO gold_items (item_id, task_id, gold_value) VALUES ($1, $2, $3)
+               ON CONFLICT (item_id) DO NOTHING""",
+            item_id,
+            task_id,
+            gold_value,
+        )
+
+    async def gold(self, item_id: str) -> dict[str, Any] | None:
+        """The known answer of a gold item (its LabelValue JSON), None for other items."""
+        value: dict[str, Any] | None = await self.conn.fetchval(
+            "SELECT gold_value FROM gold_items WHERE item_id = $1", item_id
+        )
+        return value
+
+    async def count_label(
+        self, annotator_id: str, task_id: str, gold_correct: bool | None
+    ) -> tuple[LabelCounts, LastPublished | None]:
+        """Count one more label of the annotator (on a gold item when `gold_correct` is not
+        None); returns the counts and the estimate last published."""
+        row = await self.conn.fetchrow(
+            """INSERT INTO annotator_skill AS s (annotator_id, task_id, labels, gold_labels,
+                   gold_correct) VALUES ($1, $2, 1, $3, $4)
+               ON CONFLICT (annotator_id, task_id) DO UPDATE SET labels = s.labels + 1,
+                   gold_labels = s.gold_labels + EXCLUDED.gold_labels,
+                   gold_correct = s.gold_correct + EXCLUDED.gold_correct
+               RETURNING labels, gold_labels, gold_correct, published_labels,
+                   published_skill, published_gold_accuracy""",
+            annotator_id,
+            task_id,
+            0 if gold_correct is None else 1,
+            1 if gold_correct else 0,
+        )
+        assert row is not None  # an upsert with RETURNING always returns its row
+        counts = LabelCounts(row["labels"], row["gold_labels"], row["gold_correct"])
+        if row["published_labels"] is None:
+            return counts, None
+        last = LastPublished(
+            row["published_skill"], row["published_gold_accuracy"], row["published_labels"]
+        )
+        return counts, last
+
+    async def mark_published(self, estimate: AnnotatorSkillEstimated, now: datetime) -> None:
+        await self.conn.execute(
+            """UPDATE annotator_skill SET published_labels = $3, published_skill = $4,
+                   published_gold_accuracy = $5, published_at = $6
+               WHERE annotator_id = $1 AND task_id = $2""",
+            estimate.annotator_id,
+            estimate.task_id,
+            estimate.labels,
+            estimate.skill,
+            estimate.gold_accuracy,
+            now,
+        )

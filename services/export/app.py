@@ -6,11 +6,17 @@ from pathlib import Path
 
 from services.export.handlers import routes
 from shared.runtime import Dependencies, ServiceDefinition, Wiring
-from shared.topics import CONSENSUS_LABELS, CONSENSUS_REACHED, DEAD_LETTERS, RELAY_CHECKPOINTS
+from shared.topics import (
+    CONSENSUS_FHIR,
+    CONSENSUS_LABELS,
+    CONSENSUS_REACHED,
+    DEAD_LETTERS,
+    RELAY_CHECKPOINTS,
+)
 
 
 async def build(deps: Dependencies) -> Wiring:
-    return Wiring(routes())
+    return Wiring(routes(publish_fhir=deps.settings.publish_fhir))
 
 
 DEFINITION = ServiceDefinition(
@@ -20,6 +26,7 @@ DEFINITION = ServiceDefinition(
     consumes=(CONSENSUS_REACHED,),
     produces=(
         CONSENSUS_LABELS,
+        CONSENSUS_FHIR,
         RELAY_CHECKPOINTS,
         DEAD_LETTERS,
     ),

@@ -26,6 +26,7 @@ _NAMESPACE = uuid.UUID("6d3c1a90-3f4b-4c53-a8a2-7f9e2b1c0d44")
 _OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _PROVENANCE_ACTIVITY = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 _AGENT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+ADJUDICATION_EXTENSION = f"{SYSTEM}:fhir:StructureDefinition:adjudication"
 
 
 def resource_id(kind: str, published: ConsensusPublished) -> str:
@@ -107,9 +108,55 @@ def observation(published: ConsensusPublished) -> Observation:
         "component": _components(published),
         **_value(published),
     }
-    if published.reason:
-        data["note"] = [{"text": published.reason}]
+    notes = [{"text": published.reason}] if published.reason else []
+    if published.adjudicator_id is not None:
+        notes.append(_adjudication_note(published))
+        data["extension"] = [adjudication_extension(published)]
+    if notes:
+        data["note"] = notes
     return Observation.model_validate(data)
+
+
+def _adjudicator(published: ConsensusPublished) -> dict[str, Any]:
+    return {
+        "identifier": {"system": f"{SYSTEM}:annotator", "value": published.adjudicator_id},
+        "display": "pseudonymous adjudicator",
+    }
+
+
+def adjudication_extension(published: ConsensusPublished) -> dict[str, Any]:
+    """The adjudicator's structured rationale, one sub-extension per field."""
+    rationale = published.adjudication
+    parts: list[dict[str, Any]] = [
+        {"url": "adjudicator", "valueIdentifier": _adjudicator(published)["identifier"]}
+    ]
+    if rationale is not None:
+        parts.append({"url": "reasonCode", "valueCode": rationale.reason_code})
+        if rationale.guideline_clause:
+            parts.append({"url": "guidelineClause", "valueString": rationale.guideline_clause})
+        if rationale.text:
+            parts.append({"url": "text", "valueString": rationale.text})
+        parts.append({"url": "signatureMeaning", "valueString": rationale.signature_meaning})
+    return {"url": ADJUDICATION_EXTENSION, "extension": parts}
+
+
+def _adjudication_note(published: ConsensusPublished) -> dict[str, Any]:
+    """The rationale in words, attributed to the adjudicator."""
+    rationale = published.adjudication
+    sentences = ["Adjudicated."]
+    if rationale is not None:
+        clause = rationale.guideline_clause
+        sentences = [
+            f"Adjudicated ({rationale.reason_code}"
+            + (f", guideline clause {clause})." if clause else ")."),
+            *([rationale.text.rstrip(".") + "."] if rationale.text else []),
+            f"Signed as: {rationale.signature_meaning}",
+        ]
+    return {
+        "authorReference": _adjudicator(published),
+        "time": published.decided_at.isoformat(),
+        "text": " ".join(sentences),
+    }
 
 
 def _finding_observation(published: ConsensusPublished, finding: str, present: bool) -> Observation:
@@ -132,9 +179,11 @@ def diagnostic_report(
     """A multi-finding consensus: the report plus one Observation per finding."""
     present = set(findings_of(published) or ())
     results = [_finding_observation(published, f, f in present) for f in sorted(findings)]
+    adjudicated = published.adjudicator_id is not None
     report = DiagnosticReport.model_validate(
         {
             "resourceType": "DiagnosticReport",
+            **({"extension": [adjudication_extension(published)]} if adjudicated else {}),
             "id": resource_id("report", published),
             "status": "amended" if published.supersedes_version else "final",
             "code": {"coding": [{"system": f"{SYSTEM}:task", "code": published.task_id}]},
@@ -159,7 +208,21 @@ def provenance(published: ConsensusPublished, target_type: str = "Observation") 
             },
         }
         for reader in published.contributing_annotators
+        if reader != published.adjudicator_id  # named below, with the adjudicator's role
     ]
+    if published.adjudicator_id is not None:
+        agents.append(
+            {
+                "type": {"coding": [{"system": _AGENT_TYPE, "code": "verifier"}]},
+                "role": [
+                    {
+                        "coding": [{"system": f"{SYSTEM}:role", "code": "adjudicator"}],
+                        "text": "adjudicator of the contested case",
+                    }
+                ],
+                "who": _adjudicator(published),
+            }
+        )
     agents.append(
         {
             "type": {"coding": [{"system": _AGENT_TYPE, "code": "assembler"}]},
@@ -179,7 +242,7 @@ def provenance(published: ConsensusPublished, target_type: str = "Observation") 
                 }
             ]
         },
-        "reason": [{"text": published.reason}] if published.reason else None,
+        "reason": _provenance_reasons(published) or None,
         "agent": agents,
         "entity": [
             {
@@ -203,6 +266,19 @@ def provenance(published: ConsensusPublished, target_type: str = "Observation") 
     return Provenance.model_validate({k: v for k, v in data.items() if v is not None})
 
 
+def _provenance_reasons(published: ConsensusPublished) -> list[dict[str, Any]]:
+    reasons: list[dict[str, Any]] = [{"text": published.reason}] if published.reason else []
+    if published.adjudication is not None:
+        code = published.adjudication.reason_code
+        reasons.append(
+            {
+                "coding": [{"system": f"{SYSTEM}:adjudication-reason", "code": code}],
+                "text": published.adjudication.text or code,
+            }
+        )
+    return reasons
+
+
 def resources(published: ConsensusPublished, findings: Iterable[str] = ()) -> list[Any]:
     """Every resource for one published version."""
     present = findings_of(published)
@@ -210,6 +286,20 @@ def resources(published: ConsensusPublished, findings: Iterable[str] = ()) -> li
         report, results = diagnostic_report(published, findings or present)
         return [report, *results, provenance(published, "DiagnosticReport")]
     return [observation(published), provenance(published)]
+
+
+def event_bundle(published: ConsensusPublished) -> Bundle:
+    """One consensus version's resources as a collection Bundle (the FHIR topic's record)."""
+    resolved = resources(published)
+    document = bundle(resolved, resource_id("bundle", published)).model_dump(
+        mode="json", exclude_none=True
+    )
+    document["identifier"] = {
+        "system": f"{SYSTEM}:consensus",
+        "value": f"{published.item_id}|v{published.version}",
+    }
+    document["timestamp"] = published.decided_at.isoformat()
+    return Bundle.model_validate(document)
 
 
 def bundle(entries: Iterable[Any], bundle_id: str) -> Bundle:

@@ -1,7 +1,14 @@
-"""Export handlers: publish each new consensus version on the hospital topic."""
+"""Export handlers: publish each new consensus version on the hospital topic (and, when
+configured, as FHIR on its own topic), in the transaction that records it."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from functools import partial
+from typing import Any
+
+from services.export import fhir
 from services.export.provenance import provenance_digest
 from shared.envelope import Envelope
 from shared.events import (
@@ -11,33 +18,47 @@ from shared.events import (
     ConsensusReached,
 )
 from shared.kafka.consumer import HandlerContext, Route
-from shared.topics import CONSENSUS_LABELS, CONSENSUS_REACHED
+from shared.telemetry import inject_headers
+from shared.topics import CONSENSUS_FHIR, CONSENSUS_LABELS, CONSENSUS_REACHED
+
+FHIR_EVENT_TYPE = "consensus.fhir"
 
 
-async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusReached]) -> None:
-    reached = event.payload
+def _adjudication_of(reached: ConsensusReached) -> dict[str, Any] | None:
+    if reached.adjudicator_id is None and reached.adjudication is None:
+        return None
+    rationale = reached.adjudication.model_dump(mode="json") if reached.adjudication else None
+    return {"adjudicator_id": reached.adjudicator_id, "rationale": rationale}
+
+
+def is_new_version(reached: ConsensusReached, previous: dict[str, Any] | None) -> bool:
+    """A version is published when the label, the labels behind it or the adjudication
+    changed; a decision that repeats the current version is not published again."""
+    if previous is None:
+        return True
     decision = reached.decision
-    current = await ctx.conn.fetchrow(
-        """SELECT version, payload FROM published WHERE item_id = $1
-           ORDER BY version DESC LIMIT 1""",
-        reached.item_id,
+    rationale = reached.adjudication.model_dump(mode="json") if reached.adjudication else None
+    return (
+        previous["label"] != decision.label
+        or sorted(previous["contributing_label_ids"])
+        != sorted(str(i) for i in decision.contributing_label_ids)
+        or previous.get("adjudicator_id") != reached.adjudicator_id
+        or previous.get("adjudication") != rationale
     )
-    if current is not None:
-        previous = current["payload"]
-        same_label = previous["label"] == decision.label
-        same_labels = sorted(previous["contributing_label_ids"]) == sorted(
-            str(i) for i in decision.contributing_label_ids
-        )
-        if same_label and same_labels:
-            return
-    version = (current["version"] if current else 0) + 1
-    published = ConsensusPublished(
+
+
+def published_version(
+    reached: ConsensusReached, version: int, supersedes: int | None
+) -> ConsensusPublished:
+    """The hospital-facing record of one consensus version."""
+    decision = reached.decision
+    return ConsensusPublished(
         item_id=reached.item_id,
         task_id=reached.task_id,
         task_version=reached.task_version,
         guideline_version=reached.guideline_version,
         version=version,
-        supersedes_version=current["version"] if current else None,
+        supersedes_version=supersedes,
         label=decision.label,
         confidence=decision.confidence,
         distribution=decision.distribution,
@@ -50,19 +71,70 @@ async def on_consensus_reached(ctx: HandlerContext, event: Envelope[ConsensusRea
         reason=decision.reason,
         reliability_version=decision.reliability_version,
         decided_at=reached.decided_at,
+        adjudicator_id=reached.adjudicator_id,
+        adjudication=reached.adjudication,
         provenance_sha256=provenance_digest(
-            reached.item_id, reached.task_id, reached.task_version, decision.model_dump(mode="json")
+            reached.item_id,
+            reached.task_id,
+            reached.task_version,
+            decision.model_dump(mode="json"),
+            _adjudication_of(reached),
         ),
     )
+
+
+def fhir_record(
+    published: ConsensusPublished, cause: Envelope[Any]
+) -> tuple[bytes, dict[str, str]]:
+    """The FHIR topic's record: the Bundle as raw FHIR JSON, our metadata in headers."""
+    bundle = fhir.event_bundle(published)
+    value = json.dumps(
+        bundle.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+    ).encode()
+    headers = {
+        "content-type": "application/fhir+json; fhirVersion=4.0",
+        "event_type": FHIR_EVENT_TYPE,
+        "schema_version": "1",
+        # Derived from (item, version): a consumer can deduplicate without parsing FHIR.
+        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{bundle.id}|fhir-event")),
+        "item_id": published.item_id,
+        "task_id": published.task_id,
+        "version": str(published.version),
+        "supersedes_version": str(published.supersedes_version or ""),
+        "provenance_sha256": published.provenance_sha256,
+        "correlation_id": str(cause.correlation_id),
+        "causation_id": str(cause.event_id),
+        **inject_headers(),
+    }
+    return value, headers
+
+
+async def on_consensus_reached(
+    ctx: HandlerContext, event: Envelope[ConsensusReached], *, publish_fhir: bool = False
+) -> None:
+    reached = event.payload
+    current = await ctx.conn.fetchrow(
+        """SELECT version, payload FROM published WHERE item_id = $1
+           ORDER BY version DESC LIMIT 1""",
+        reached.item_id,
+    )
+    if not is_new_version(reached, current["payload"] if current else None):
+        return
+    supersedes = current["version"] if current else None
+    published = published_version(reached, (supersedes or 0) + 1, supersedes)
     await ctx.conn.execute(
         "INSERT INTO published (item_id, version, payload, published_at) VALUES ($1, $2, $3, $4)",
         reached.item_id,
-        version,
+        published.version,
         published.model_dump(mode="json"),
         ctx.now,
     )
     ctx.emitter.emit(CONSENSUS_PUBLISHED, CONSENSUS_LABELS, published, key=reached.item_id)
+    if publish_fhir:
+        value, headers = fhir_record(published, event)
+        ctx.emitter.outbox.add_raw(CONSENSUS_FHIR, reached.item_id.encode(), value, headers)
 
 
-def routes() -> list[Route]:
-    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, on_consensus_reached)]
+def routes(*, publish_fhir: bool = False) -> list[Route]:
+    handler = partial(on_consensus_reached, publish_fhir=publish_fhir)
+    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, handler)]

@@ -3,7 +3,9 @@
 For each published version: the contributing labels are read back from submission's
 append-only store, the policy from the recorded parameters, the annotator reliability
 from the snapshot the decision named; the engine decides again, and the label,
-confidence and posterior must come out bit for bit as published.
+confidence, posterior and method must come out bit for bit as published. The label of
+the adjudicator a version names is fed as the adjudicator's (it closes the item), so an
+adjudicated version reproduces only if that adjudicator's label is among its labels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from services.consensus import engine
+from services.consensus.engine.observation import Role
 from services.consensus.engine.reliability import ReliabilitySnapshot
 from services.consensus.policies import consensus_value, engine_value
 from services.consensus.scoped import TaskView
@@ -48,6 +51,12 @@ def _observed(value: Mapping[str, Any]) -> engine.LabelValue:
     return engine_value(_VALUE.validate_python(value))
 
 
+def _role(published: ConsensusPublished, label: StoredLabel) -> Role:
+    if published.adjudicator_id is not None and label.annotator_id == published.adjudicator_id:
+        return "adjudicator"
+    return "annotator"
+
+
 def rederive(
     published: ConsensusPublished,
     labels: list[StoredLabel],
@@ -64,6 +73,7 @@ def rederive(
                 value=_observed(label.value),
                 annotation_id=label.annotation_id,
                 revision=label.revision,
+                role=_role(published, label),
             )
         )
     return engine.rescore(policy, state, TaskView(snapshot, published.task_id)).decision
@@ -76,6 +86,7 @@ def compare(published: ConsensusPublished, decision: engine.Decision) -> dict[st
         "confidence": published.confidence,
         "distribution": dict(published.distribution),
         "contributing_label_ids": sorted(str(i) for i in published.contributing_label_ids),
+        "method": published.method,
         "outcome": "reached",
     }
     actual = {
@@ -83,6 +94,7 @@ def compare(published: ConsensusPublished, decision: engine.Decision) -> dict[st
         "confidence": decision.confidence,
         "distribution": dict(decision.distribution),
         "contributing_label_ids": sorted(decision.contributing_label_ids),
+        "method": decision.method,
         "outcome": decision.outcome,
     }
     differing = {

@@ -31,6 +31,7 @@ from services.submission.validation import (
 from shared.audit import PgAuditLog
 from shared.envelope import DecodeError, Envelope
 from shared.events import (
+    ASSIGNMENT_CANCELLED,
     ASSIGNMENT_ISSUED,
     ITEM_REGISTERED,
     LABEL_ACCEPTED,
@@ -40,6 +41,7 @@ from shared.events import (
     LABEL_SUBMITTED,
     REGISTRY,
     TASK_DEFINED,
+    AssignmentCancelled,
     AssignmentIssued,
     ItemRegistered,
     LabelAccepted,
@@ -135,6 +137,13 @@ class SubmissionHandlers:
             ctx, await store.take_parked_for(assignment.item_id, assignment.annotator_id)
         )
 
+    async def on_assignment_cancelled(
+        self, ctx: HandlerContext, event: Envelope[AssignmentCancelled]
+    ) -> None:
+        """Record the cancellation: later labels for the assignment are judged by its reason
+        (validation.check_assignment)."""
+        await PgSubmissionStore(ctx.conn).save_cancellation(event.payload)
+
     async def _wake(self, ctx: HandlerContext, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             parked: Envelope[LabelSubmitted] = REGISTRY.decode(
@@ -214,15 +223,15 @@ class SubmissionHandlers:
             guideline_version=row.guideline_version,
             signed_at=row.signed_at,
             time_spent_ms=row.time_spent_ms,
+            role="adjudicator" if label.adjudication is not None else "reader",
+            adjudication=label.adjudication,
         )
         ctx.emitter.emit(LABEL_ACCEPTED, LABELS_ACCEPTED, accepted, key=row.item_id)
-        await _audit(
-            ctx,
-            "label.revised" if label.revision > 1 else "label.accepted",
-            row.item_id,
-            _provenance(row),
-            event.event_id,
-        )
+        if label.adjudication is not None:
+            kind = "label.adjudicated"
+        else:
+            kind = "label.revised" if label.revision > 1 else "label.accepted"
+        await _audit(ctx, kind, row.item_id, _provenance(row), event.event_id)
 
     async def _park(
         self,
@@ -339,6 +348,7 @@ class SubmissionHandlers:
             Route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
             Route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
             Route(ASSIGNMENTS_ISSUED, ASSIGNMENT_ISSUED, self.on_assignment_issued),
+            Route(ASSIGNMENTS_ISSUED, ASSIGNMENT_CANCELLED, self.on_assignment_cancelled),
             Route(
                 LABELS_SUBMITTED,
                 LABEL_SUBMITTED,
@@ -402,6 +412,12 @@ def _stored(
         source_partition=delivery.partition,
         source_offset=delivery.offset,
         comment=payload.comment if is_label else payload.reason,
+        role="adjudicator" if is_label and payload.adjudication is not None else "reader",
+        adjudication=(
+            payload.adjudication.model_dump(mode="json")
+            if is_label and payload.adjudication is not None
+            else None
+        ),
     )
 
 
@@ -458,6 +474,12 @@ def _provenance(row: StoredRevision) -> dict[str, Any]:
         "received_at": row.received_at,
         "time_spent_ms": row.time_spent_ms,
         "raw_sha256": row.raw_sha256,
+        # An adjudicator's decision: what they decided, why, and what they signed.
+        **(
+            {"role": row.role, "value": row.value, "adjudication": row.adjudication}
+            if row.role == "adjudicator"
+            else {}
+        ),
     }
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from services.submission.validation import AnnotationHistory, Assignment, ClientKey, ItemInfo
-from shared.events import AssignmentIssued, TaskDefined
+from shared.events import AssignmentCancelled, AssignmentIssued, TaskDefined
 from shared.kafka.records import Delivery
 
 
@@ -43,6 +43,9 @@ class StoredRevision:
     source_partition: int
     source_offset: int
     comment: str | None
+    # "adjudicator" for a decision answering an adjudication assignment, with its rationale.
+    role: str = "reader"
+    adjudication: dict[str, Any] | None = None
 
 
 class PgSubmissionStore:
@@ -124,7 +127,7 @@ class PgSubmissionStore:
     async def save_assignment(self, assignment: AssignmentIssued, issued_at: datetime) -> None:
         await self.conn.execute(
             """INSERT INTO assignments (assignment_id, item_id, task_id, annotator_id, issued_at,
-                   lease_expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+                   lease_expires_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (assignment_id) DO NOTHING""",
             assignment.assignment_id,
             assignment.item_id,
@@ -132,15 +135,31 @@ class PgSubmissionStore:
             assignment.annotator_id,
             issued_at,
             assignment.lease_expires_at,
+            assignment.kind,
+        )
+
+    async def save_cancellation(self, cancelled: AssignmentCancelled) -> None:
+        """Record a cancellation (the first one of an assignment counts)."""
+        await self.conn.execute(
+            """INSERT INTO assignment_cancellations (assignment_id, item_id, task_id,
+                   annotator_id, reason, cancelled_at) VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (assignment_id) DO NOTHING""",
+            cancelled.assignment_id,
+            cancelled.item_id,
+            cancelled.task_id,
+            cancelled.annotator_id,
+            cancelled.reason,
+            cancelled.cancelled_at,
         )
 
     async def assignments(
         self, assignment_id: UUID | None, item_id: str, annotator_id: str
     ) -> list[Assignment]:
         rows = await self.conn.fetch(
-            """SELECT assignment_id, item_id, task_id, annotator_id, lease_expires_at
-                 FROM assignments
-                WHERE assignment_id = $1 OR (item_id = $2 AND annotator_id = $3)""",
+            """SELECT a.assignment_id, a.item_id, a.task_id, a.annotator_id, a.lease_expires_at,
+                      a.kind, c.reason AS cancelled_reason, c.cancelled_at
+                 FROM assignments a LEFT JOIN assignment_cancellations c USING (assignment_id)
+                WHERE a.assignment_id = $1 OR (a.item_id = $2 AND a.annotator_id = $3)""",
             assignment_id,
             item_id,
             annotator_id,

@@ -2,7 +2,8 @@
 
 The handler asks them in this order, and the first rule that fails names the rejection:
 authenticity (signature, key, client, annotator), PHI, envelope key, task and item,
-value, annotation history (revisions), live assignment. docs/SUBMISSION.md lists every
+value, annotation history (revisions), live assignment (not cancelled; the adjudication
+rationale exactly when the assignment is an adjudication). docs/SUBMISSION.md lists every
 code with its meaning.
 """
 
@@ -47,11 +48,16 @@ class ClientKey:
 
 @dataclass(frozen=True)
 class Assignment:
+    """A stored assignment: its lease, its kind, and its cancellation if it was cancelled."""
+
     assignment_id: UUID
     item_id: str
     task_id: str
     annotator_id: str
     lease_expires_at: datetime
+    kind: str = "label"
+    cancelled_reason: str | None = None
+    cancelled_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -253,30 +259,73 @@ def check_assignment(
 
     `candidates` are the stored assignments with the claimed id or for the same item and
     annotator; `at` is when the label reached the broker (a lease covers labels published
-    before it expired, however late they are consumed).
+    before it expired, however late they are consumed; a cancellation, labels published
+    from its time on). An adjudicator's decision (a label with a rationale) always needs a
+    live adjudication assignment, and an answer to one always needs the rationale.
     """
-    if not task.require_assignment:
-        return None
+    adjudicating = isinstance(event, LabelSubmitted) and event.adjudication is not None
     if event.assignment_id is not None:
         claimed = next((a for a in candidates if a.assignment_id == event.assignment_id), None)
-        if claimed is None:
-            return WAIT
-        if (claimed.item_id, claimed.annotator_id, claimed.task_id) != (
-            event.item_id,
-            event.annotator_id,
-            event.task_id,
-        ):
-            return Rejection(
-                RejectionCode.ASSIGNMENT_MISMATCH,
-                f"assignment {claimed.assignment_id} is for another item, annotator or task",
-            )
-        return _live(claimed, at)
-    own = [
-        a for a in candidates if (a.item_id, a.annotator_id) == (event.item_id, event.annotator_id)
-    ]
-    if not own:
+    else:
+        own = [
+            a
+            for a in candidates
+            if (a.item_id, a.annotator_id) == (event.item_id, event.annotator_id)
+        ]
+        claimed = _latest_of_kind(own, "adjudication" if adjudicating else "label")
+    if not task.require_assignment and not adjudicating:
+        # Labels need no assignment here, but an answer to an adjudication still needs its
+        # rationale.
+        if claimed is not None and _answers(claimed, event):
+            return _role_problem(claimed, event, adjudicating=False)
+        return None
+    if claimed is None:
         return WAIT
-    return _live(max(own, key=lambda a: a.lease_expires_at), at)
+    if not _answers(claimed, event):
+        return Rejection(
+            RejectionCode.ASSIGNMENT_MISMATCH,
+            f"assignment {claimed.assignment_id} is for another item, annotator or task",
+        )
+    verdict = _live(claimed, at)
+    if isinstance(verdict, Rejection):
+        return verdict
+    return _role_problem(claimed, event, adjudicating) or verdict
+
+
+def _answers(assignment: Assignment, event: Ingress) -> bool:
+    return (assignment.item_id, assignment.annotator_id, assignment.task_id) == (
+        event.item_id,
+        event.annotator_id,
+        event.task_id,
+    )
+
+
+def _latest_of_kind(own: Sequence[Assignment], kind: str) -> Assignment | None:
+    """The annotator's assignment of this kind with the latest lease, else their latest."""
+    preferred = [a for a in own if a.kind == kind] or list(own)
+    return max(preferred, key=lambda a: a.lease_expires_at) if preferred else None
+
+
+def _role_problem(assignment: Assignment, event: Ingress, adjudicating: bool) -> Rejection | None:
+    """An adjudication rationale goes with an adjudication assignment, and only with one."""
+    if adjudicating and assignment.kind != "adjudication":
+        return Rejection(
+            RejectionCode.NOT_ADJUDICATOR,
+            f"annotator {event.annotator_id} holds no adjudication assignment for item "
+            f"{event.item_id} (assignment {assignment.assignment_id} is a reader's)",
+        )
+    if not adjudicating and assignment.kind == "adjudication":
+        return Rejection(
+            RejectionCode.RATIONALE_MISSING,
+            f"assignment {assignment.assignment_id} is an adjudication: the label must carry "
+            "its adjudication rationale (reason code, signature meaning)",
+        )
+    return None
+
+
+# A reader whose assignment was cancelled because the item reached consensus did the work:
+# the label is kept and forwarded (it may still change the consensus).
+_CANCELLATIONS_THAT_KEEP_LABELS = frozenset({"consensus_reached"})
 
 
 def _live(assignment: Assignment, at: datetime) -> Rejection | Assignment:
@@ -286,10 +335,31 @@ def _live(assignment: Assignment, at: datetime) -> Rejection | Assignment:
             f"assignment {assignment.assignment_id} expired at "
             f"{assignment.lease_expires_at.isoformat()}",
         )
-    return assignment
+    reason = assignment.cancelled_reason
+    cancelled_at = assignment.cancelled_at
+    if reason is None or reason in _CANCELLATIONS_THAT_KEEP_LABELS:
+        return assignment
+    if cancelled_at is not None and at < cancelled_at:
+        return assignment  # published before the cancellation
+    when = f" at {cancelled_at.isoformat()}" if cancelled_at else ""
+    if reason == "expired":
+        return Rejection(
+            RejectionCode.ASSIGNMENT_EXPIRED,
+            f"assignment {assignment.assignment_id} expired{when} and was reissued",
+        )
+    return Rejection(
+        RejectionCode.ASSIGNMENT_CANCELLED,
+        f"assignment {assignment.assignment_id} was cancelled{when} ({reason})",
+    )
 
 
 def no_assignment(event: Ingress, waited: timedelta) -> Rejection:
+    if isinstance(event, LabelSubmitted) and event.adjudication is not None:
+        return Rejection(
+            RejectionCode.NOT_ADJUDICATOR,
+            f"annotator {event.annotator_id} holds no adjudication assignment for item "
+            f"{event.item_id} after waiting {waited.total_seconds():.0f}s",
+        )
     return Rejection(
         RejectionCode.NO_ASSIGNMENT,
         f"annotator {event.annotator_id} holds no assignment for item {event.item_id}"

@@ -180,6 +180,13 @@ class RejectionCode(StrEnum):
     NO_ASSIGNMENT = "no_assignment"
     ASSIGNMENT_EXPIRED = "assignment_expired"
     ASSIGNMENT_MISMATCH = "assignment_mismatch"
+    # The assignment was cancelled (declined, escalated or adjudicated) before the label.
+    ASSIGNMENT_CANCELLED = "assignment_cancelled"
+    # A decision with an adjudication rationale from someone holding no live adjudication
+    # assignment for the item.
+    NOT_ADJUDICATOR = "not_adjudicator"
+    # An answer to an adjudication assignment without its rationale and signature meaning.
+    RATIONALE_MISSING = "rationale_missing"
     UNSIGNED = "unsigned"
     UNKNOWN_KEY = "unknown_key"
     KEY_REVOKED = "key_revoked"

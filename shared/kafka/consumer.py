@@ -109,6 +109,8 @@ class ConsumerConfig:
     max_event_bytes: int = 256 * 1024
     batch_max_records: int = 500
     batch_timeout_ms: int = 50
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
 
 
@@ -142,6 +144,8 @@ class EventConsumer:
             auto_offset_reset=self.config.auto_offset_reset,
             max_records=self.config.batch_max_records,
             batch_timeout_ms=self.config.batch_timeout_ms,
+            session_timeout_ms=self.config.session_timeout_ms,
+            heartbeat_interval_ms=self.config.heartbeat_interval_ms,
             max_partition_fetch_bytes=max(1024 * 1024, 2 * self.config.max_event_bytes),
             title=f"{self.config.name}-consumer",
             parser=_tolerant_headers,

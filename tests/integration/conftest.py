@@ -175,8 +175,11 @@ async def services(stack: StackSettings) -> AsyncIterator[dict[str, ServiceRunti
     # (unknown_item / no_assignment); short, so tests of those codes do not wait a minute.
     os.environ.setdefault("CONSILIUM_SUBMISSION_ASSIGNMENT_WAIT_S", "4")
     os.environ.setdefault("CONSILIUM_SUBMISSION_SWEEP_EVERY_S", "0.5")
+    # Export also publishes FHIR per consensus version, so that path runs on every label.
+    opt_in = {"export": {"publish_fhir": True}}
     runtimes = {
-        name: ServiceRuntime(definition(name), settings_for(name), stack) for name in SERVICES
+        name: ServiceRuntime(definition(name), settings_for(name, **opt_in.get(name, {})), stack)
+        for name in SERVICES
     }
     for runtime in runtimes.values():
         await runtime.start()

@@ -133,6 +133,7 @@ async def test_a_snapshot_holds_every_item_and_its_manifest_hashes_match(
     manifest = await write_snapshot(tmp_path, decided_task["task_id"], DSNS)
     assert manifest["counts"]["items"] == 4
     assert manifest["counts"]["raw_labels"] == 12
+    assert manifest["audit_chain_heads"]["submission"]["seq"] >= 12  # one row per label
     assert verify(tmp_path) == []
     lines = (tmp_path / "consensus.jsonl").read_text().splitlines()
     current = {json.loads(line)["item_id"]: json.loads(line) for line in lines}

@@ -57,6 +57,7 @@ class Submission:
             "task.defined": h.on_task_defined,
             "item.registered": h.on_item_registered,
             "assignment.issued": h.on_assignment_issued,
+            "assignment.cancelled": h.on_assignment_cancelled,
             "label.submitted": h.on_label_submitted,
             "label.retraction_submitted": h.on_retraction_submitted,
         }[event.event_type]

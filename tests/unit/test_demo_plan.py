@@ -41,3 +41,11 @@ def test_ids_depend_on_the_run_so_a_new_stack_gets_new_items() -> None:
 def test_majority_vote_breaks_ties_towards_the_smallest_label() -> None:
     votes = majority_vote((Answer("a", "t", "1"), Answer("b", "t", "0")))
     assert votes == {"t": "0"}
+
+
+def test_items_start_with_the_initial_overlap_and_may_grow_to_every_reader() -> None:
+    plan = make_plan("chexpert", ANSWERS, "run1", initial_overlap=2)
+    assert {(t.initial_overlap, t.policy.min_labels) for t in plan.tasks.values()} == {(2, 2)}
+    assert {t.policy.max_labels for t in plan.tasks.values()} == {3}
+    capped = make_plan("chexpert", ANSWERS, "run1", initial_overlap=7)
+    assert {t.initial_overlap for t in capped.tasks.values()} == {3}

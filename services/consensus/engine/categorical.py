@@ -16,6 +16,12 @@ where w_v = 1/m for a split repeat (see votes.py), followed by a softmax.
   the posterior mean of a Dirichlet prior per row plus the annotator's soft counts;
   class prior from the class counts with a Dirichlet(class_prior) prior.
 
+With `pooled_prior` (weighted, ds) the annotator prior is centred on the crowd: the
+pooled confusion matrix (everyone's consensus counts, kept under the reserved class key
+in columns 1..K, plus the symmetric prior) for ds, the pooled accuracy for weighted.
+The prior keeps `prior_strength` pseudo-labels; only its centre moves (a hierarchical
+Dawid-Skene with one community, cf. Venanzi et al. 2014).
+
 Summation runs in the canonical vote order through np.add.at (sequential), so an item's
 scores are bit-identical whether it is scored alone (incremental) or in a batch.
 Ties go to the first class in policy order (np.argmax on the integer units).
@@ -29,7 +35,11 @@ import numpy as np
 
 from services.consensus.engine.fixedpoint import SCALE, FloatArray, IntArray, quantize
 from services.consensus.engine.policy import ConsensusPolicy
-from services.consensus.engine.reliability import CLASS_KEY, ReliabilityView
+from services.consensus.engine.reliability import (
+    CLASS_KEY,
+    POOLED_COLUMN_OFFSET,
+    ReliabilityView,
+)
 from services.consensus.engine.votes import Vote
 
 _P_MIN = 1e-6
@@ -43,6 +53,20 @@ def confusion_counts(view: ReliabilityView, scope: str, annotator: str, k: int) 
         if units is not None:
             counts[:, column] = units
     return counts
+
+
+def pooled_counts(view: ReliabilityView, scope: str, k: int) -> IntArray:
+    """The crowd's K x K soft confusion counts (every annotator's, summed)."""
+    counts = np.zeros((k, k), dtype=np.int64)
+    for column in range(k):
+        units = view.entry((scope, CLASS_KEY, POOLED_COLUMN_OFFSET + column))
+        if units is not None:
+            counts[:, column] = units
+    return counts
+
+
+def uses_pooled_prior(policy: ConsensusPolicy) -> bool:
+    return policy.method != "mv" and bool(policy.params.get("pooled_prior", False))
 
 
 def class_counts(view: ReliabilityView, scope: str, k: int) -> IntArray:
@@ -59,7 +83,7 @@ def _credit(policy: ConsensusPolicy, k: int) -> FloatArray:
     return credit
 
 
-def dirichlet_prior(policy: ConsensusPolicy, k: int) -> FloatArray:
+def symmetric_prior(policy: ConsensusPolicy, k: int) -> FloatArray:
     """Per-row Dirichlet pseudo-counts: strength * (p0 on the diagonal, rest spread)."""
     strength = policy.float_param("prior_strength")
     p0 = policy.float_param("prior_accuracy")
@@ -68,37 +92,66 @@ def dirichlet_prior(policy: ConsensusPolicy, k: int) -> FloatArray:
     return prior
 
 
-def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
+def dirichlet_prior(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
+    """Each annotator's per-row pseudo-counts: symmetric, or centred on the crowd.
+
+    pooled: the crowd's K x K counts (ignored unless the policy pools).
+    """
+    k = pooled.shape[-1]
+    prior = symmetric_prior(policy, k)
+    if not uses_pooled_prior(policy):
+        return prior
+    crowd = pooled / SCALE + prior
+    centre = crowd / crowd.sum(axis=-1, keepdims=True)
+    return np.asarray(policy.float_param("prior_strength") * centre, dtype=np.float64)
+
+
+def prior_accuracy(policy: ConsensusPolicy, pooled: IntArray) -> float:
+    """Centre of the one-coin Beta prior: prior_accuracy, or the crowd's pooled accuracy."""
+    p0 = policy.float_param("prior_accuracy")
+    if not uses_pooled_prior(policy):
+        return p0
+    strength = policy.float_param("prior_strength")
+    correct = float(np.trace(pooled)) / SCALE
+    total = float(pooled.sum()) / SCALE
+    return (correct + strength * p0) / (total + strength)
+
+
+def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray, pooled: IntArray) -> FloatArray:
     """Posterior-mean accuracy p_a from (..., K, K) counts with the Beta prior."""
     strength = policy.float_param("prior_strength")
-    p0 = policy.float_param("prior_accuracy")
+    p0 = prior_accuracy(policy, pooled)
     correct = np.trace(counts, axis1=-2, axis2=-1) / SCALE
     total = counts.sum(axis=(-2, -1)) / SCALE
     p = (correct + strength * p0) / (total + strength)
     return np.asarray(np.clip(p, _P_MIN, 1.0 - _P_MIN), dtype=np.float64)
 
 
-def log_confusion(policy: ConsensusPolicy, counts: IntArray) -> FloatArray:
+def log_confusion(policy: ConsensusPolicy, counts: IntArray, pooled: IntArray) -> FloatArray:
     """log theta from (..., K, K) counts: Dirichlet posterior mean per row."""
-    smoothed = counts / SCALE + dirichlet_prior(policy, counts.shape[-1])
+    smoothed = counts / SCALE + dirichlet_prior(policy, pooled)
     return np.asarray(np.log(smoothed / smoothed.sum(axis=-1, keepdims=True)), dtype=np.float64)
 
 
 def vote_terms(
-    policy: ConsensusPolicy, counts: IntArray, columns: IntArray, multiplicity: IntArray
+    policy: ConsensusPolicy,
+    counts: IntArray,
+    columns: IntArray,
+    multiplicity: IntArray,
+    pooled: IntArray,
 ) -> FloatArray:
     """(n, K) additive log-score terms of n votes, given each voter's (n, K, K) counts."""
     k = counts.shape[-1]
     weight = 1.0 / multiplicity.astype(np.float64)
     if policy.method == "ds":
-        theta = log_confusion(policy, counts)
+        theta = log_confusion(policy, counts, pooled)
         return np.asarray(theta[np.arange(len(columns)), :, columns] * weight[:, None])
     credit = _credit(policy, k)[:, columns].T
     if policy.method == "mv":
         p0 = policy.float_param("mv_accuracy")
         vote_weight = np.full(len(columns), np.log(p0 * (k - 1) / (1.0 - p0)))
     else:
-        p = one_coin_accuracy(policy, counts)
+        p = one_coin_accuracy(policy, counts, pooled)
         vote_weight = np.log(p * (k - 1) / (1.0 - p))
     return credit * (vote_weight * weight)[:, None]
 
@@ -137,5 +190,6 @@ def posterior_units(
         columns = np.fromiter((v.column for _, v in flat), dtype=np.int64, count=len(flat))
         mult = np.fromiter((v.multiplicity for _, v in flat), dtype=np.int64, count=len(flat))
         rows = np.fromiter((i for i, _ in flat), dtype=np.int64, count=len(flat))
-        np.add.at(scores, rows, vote_terms(policy, counts, columns, mult))
+        pooled = pooled_counts(view, scope, k)
+        np.add.at(scores, rows, vote_terms(policy, counts, columns, mult, pooled))
     return quantize(softmax_rows(scores))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -99,15 +99,25 @@ def outcome_for(
     confidence: float,
     critical: bool,
     spread_too_wide: bool,
+    flip_risk: Callable[[], float] | None = None,
 ) -> tuple[Outcome, str]:
-    """The decision rule, in order: critical finding, ordinal spread, confidence, count."""
+    """The decision rule, in order: critical finding, ordinal spread, confidence, count.
+
+    flip_risk (curtailing policies only): computed once the threshold is met; reaching
+    also needs it at most stop_flip_risk.
+    """
     if critical:
         return "contested", "critical finding reported"
     if spread_too_wide:
         return "contested", "ordinal spread exceeds max_spread"
+    unsettled = False
     if n_annotators >= policy.min_labels and confidence >= policy.threshold:
-        return "reached", "confidence threshold met"
+        if flip_risk is None or flip_risk() <= policy.float_param("stop_flip_risk"):
+            return "reached", "confidence threshold met"
+        unsettled = True
     if n_annotators < policy.max_labels:
+        if unsettled:
+            return "needs_more", "majority not settled"
         return "needs_more", (
             "below min_labels" if n_annotators < policy.min_labels else "below threshold"
         )

@@ -24,6 +24,7 @@ from services.consensus.engine.categorical import (
     confusion_counts,
     log_confusion,
     one_coin_accuracy,
+    pooled_counts,
 )
 from services.consensus.engine.fixedpoint import FloatArray
 from services.consensus.engine.policy import CATEGORICAL_KINDS, ConsensusPolicy
@@ -53,12 +54,13 @@ def annotator_theta(
     """The confusion matrix the policy's method believes for this annotator."""
     k = policy.n_classes
     counts = confusion_counts(view, scope, annotator, k)
+    pooled = pooled_counts(view, scope, k)
     if policy.method == "ds":
-        return np.exp(log_confusion(policy, counts))
+        return np.exp(log_confusion(policy, counts, pooled))
     p = (
         policy.float_param("mv_accuracy")
         if policy.method == "mv"
-        else float(one_coin_accuracy(policy, counts))
+        else float(one_coin_accuracy(policy, counts, pooled))
     )
     theta = np.full((k, k), (1.0 - p) / (k - 1))
     np.fill_diagonal(theta, p)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 
-from services.consensus.engine.categorical import posterior_units
+from services.consensus.engine.categorical import posterior_units, uses_pooled_prior
+from services.consensus.engine.curtail import agreement_units, flip_risk, learned_share_prior
 from services.consensus.engine.decision import Decision, Outcome, make_decision, outcome_for
 from services.consensus.engine.fixedpoint import SCALE, IntArray
 from services.consensus.engine.policy import ConsensusPolicy
-from services.consensus.engine.reliability import CLASS_KEY, ReliabilityView
+from services.consensus.engine.reliability import (
+    AGREEMENT_COLUMN,
+    CLASS_KEY,
+    POOLED_COLUMN_OFFSET,
+    ReliabilityView,
+)
 from services.consensus.engine.state import Contribution, ItemState
 from services.consensus.engine.votes import Vote, adjudicated, gold_value, item_votes
 
@@ -26,13 +33,25 @@ def _one_hot(k: int, index: int) -> IntArray:
 
 
 def contribution_of(
-    scope: str, votes: Sequence[Vote], units: IntArray, learn: bool
+    scope: str, votes: Sequence[Vote], units: IntArray, learn: bool, pooled: bool = False
 ) -> Contribution:
-    """Ledger entries this item adds: q // m into each voter's column, q into classes."""
+    """Ledger entries this item adds: q // m into each voter's column, q into classes.
+
+    pooled: also the same q // m into the crowd's column (reserved key, column 1 + l).
+    """
     if not learn:
         return ()
     entries = [((scope, v.annotator, v.column), units // v.multiplicity) for v in votes]
     entries.append(((scope, CLASS_KEY, 0), units.copy()))
+    if pooled:
+        crowd: dict[int, IntArray] = {}
+        for v in votes:
+            share = units // v.multiplicity
+            crowd[v.column] = share if v.column not in crowd else crowd[v.column] + share
+        entries.extend(
+            ((scope, CLASS_KEY, POOLED_COLUMN_OFFSET + column), crowd[column])
+            for column in sorted(crowd)
+        )
     return tuple(entries)
 
 
@@ -42,8 +61,12 @@ def finish(
     votes: Sequence[Vote],
     units: IntArray,
     reliability_version: str,
+    share_prior: float = 1.0,
 ) -> tuple[Decision, Contribution]:
-    """Apply adjudication/gold overrides and the decision rule; shared by step and batch."""
+    """Apply adjudication/gold overrides and the decision rule; shared by step and batch.
+
+    share_prior: the curtailment's Dirichlet alpha (`share_prior_of` the snapshot used).
+    """
     k = policy.n_classes
     method: str | None = None
     reason_override: str | None = None
@@ -76,7 +99,13 @@ def finish(
     if reason_override is not None:
         outcome, reason = "reached", reason_override
     else:
-        outcome, reason = outcome_for(policy, n_annotators, confidence, critical, too_wide)
+        risk = None
+        if curtails(policy):
+            remaining = policy.max_labels - n_annotators
+            risk = partial(flip_risk, tuple(vote_mass), remaining, share_prior)
+        outcome, reason = outcome_for(
+            policy, n_annotators, confidence, critical, too_wide, flip_risk=risk
+        )
     learn = bool(policy.param("learn_from_consensus")) or reason_override is not None
     decision = make_decision(
         policy,
@@ -93,7 +122,29 @@ def finish(
         method=method,
         details={"spread": spread} if policy.kind == "ordinal" else None,
     )
-    return decision, contribution_of("", votes, units, learn)
+    contribution = contribution_of("", votes, units, learn, uses_pooled_prior(policy))
+    if learns_share_prior(policy) and votes:
+        key = ("", CLASS_KEY, AGREEMENT_COLUMN)
+        contribution = (*contribution, (key, agreement_units(vote_mass)))
+    return decision, contribution
+
+
+def curtails(policy: ConsensusPolicy) -> bool:
+    return float(policy.params.get("stop_flip_risk", 0.0)) > 0.0
+
+
+def learns_share_prior(policy: ConsensusPolicy) -> bool:
+    return curtails(policy) and policy.float_param("stop_share_prior") == 0.0
+
+
+def share_prior_of(policy: ConsensusPolicy, view: ReliabilityView) -> float:
+    """The curtailment's alpha: fixed, or learned from the crowd's agreement."""
+    if not curtails(policy):
+        return 1.0
+    if not learns_share_prior(policy):
+        return policy.float_param("stop_share_prior")
+    agreement = view.entry(("", CLASS_KEY, AGREEMENT_COLUMN))
+    return learned_share_prior(agreement, policy.n_classes)
 
 
 def evaluate(
@@ -102,4 +153,4 @@ def evaluate(
     """Posterior, decision and ledger contribution of one item under a snapshot."""
     votes = votes_of(policy, state)
     units = posterior_units(policy, "", [votes], view, policy.n_classes)[0]
-    return finish(policy, state, votes, units, view.version)
+    return finish(policy, state, votes, units, view.version, share_prior_of(policy, view))

@@ -53,8 +53,31 @@ DEFAULT_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
     }
 )
 
+POOLED_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
+    {
+        # weighted/ds: centre each annotator's prior on the crowd's pooled confusion matrix
+        # (learned online from everyone's consensus counts, itself under the symmetric
+        # prior) instead of the symmetric prior_accuracy matrix. Someone seen once is then
+        # trusted like the average annotator, including which classes they tend to confuse.
+        "pooled_prior": False,
+        # Bayesian curtailment: also require P(the majority of max_labels labels differs
+        # from today's leader) <= this before reaching (0 = off; see engine/curtail.py).
+        # max_labels is then the horizon: the overlap a fixed design would collect.
+        "stop_flip_risk": 0.0,
+        # Dirichlet pseudo-votes per class on the item's vote shares for that risk;
+        # 0 = learned from the crowd's observed agreement (empirical Bayes).
+        "stop_share_prior": 0.0,
+    }
+)
+
+MAX_CURTAILED_LABELS = 500
+"""Curtailment sums O(max_labels^2) outcomes per decision: keep the horizon bounded."""
+
 KIND_PARAMS: Mapping[str, Mapping[str, ParamValue]] = MappingProxyType(
     {
+        "binary": POOLED_PARAMS,
+        "categorical": POOLED_PARAMS,
+        "ordinal": POOLED_PARAMS,
         # Kind-specific parameters are merged only into policies of that kind, so adding
         # them never changes the parameters (and digest) of policies of other kinds.
         "numeric": MappingProxyType(
@@ -162,6 +185,13 @@ class ConsensusPolicy:
         merged = {**DEFAULT_PARAMS, **kind_defaults, **self.params}
         if merged["repeat_rule"] not in ("split", "latest"):
             raise ValueError("repeat_rule is 'split' or 'latest'")
+        if not 0.0 <= float(merged.get("stop_flip_risk", 0.0)) < 1.0:
+            raise ValueError("stop_flip_risk must be in [0, 1)")
+        if float(merged.get("stop_flip_risk", 0.0)) > 0.0:
+            if self.max_labels > MAX_CURTAILED_LABELS:
+                raise ValueError(f"curtailment needs max_labels <= {MAX_CURTAILED_LABELS}")
+            if float(merged["stop_share_prior"]) < 0.0:
+                raise ValueError("stop_share_prior must be >= 0 (0 = learned)")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(merged.items()))))
 

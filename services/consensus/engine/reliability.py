@@ -3,7 +3,8 @@
 The ledger is a sparse map (scope, key, column) -> vector of integer units. For the
 categorical methods, key is an annotator id and (column l, row c) holds the mass of items
 whose consensus class is c on which that annotator said l: a soft confusion-count matrix.
-The reserved key CLASS_KEY holds the class-count vector. Scope separates sub-problems
+The reserved key CLASS_KEY holds the class-count vector (column 0) and, for policies with
+a pooled prior, the crowd's summed confusion columns (columns 1..K). Scope separates sub-problems
 (the findings of a multi-label task); it is "" otherwise.
 
 Every change is a ReliabilityDelta. Deltas are added, never assigned, so instances that
@@ -26,6 +27,14 @@ from services.consensus.engine.fixedpoint import IntArray
 
 CLASS_KEY = ""
 """Reserved ledger key for class counts (annotator ids are never empty)."""
+
+POOLED_COLUMN_OFFSET = 1
+"""Under CLASS_KEY, column 0 holds class counts and column 1 + l the crowd's pooled
+confusion column l (kept only by policies with a pooled prior)."""
+
+AGREEMENT_COLUMN = -1
+"""Under CLASS_KEY: [agreeing ordered vote pairs, all ordered vote pairs] summed over
+items (SCALE units), kept by curtailing policies that learn their vote-share prior."""
 
 EntryKey = tuple[str, str, int]
 _MOD = 1 << 128

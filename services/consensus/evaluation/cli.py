@@ -21,12 +21,22 @@ def eval_command(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the replay order")] = 0,
     min_labels: Annotated[int, typer.Option(help="Dynamic: labels before reaching")] = 2,
-    max_labels: Annotated[int, typer.Option(help="Dynamic: labels before contesting")] = 20,
+    max_labels: Annotated[
+        int, typer.Option(help="Dynamic: labels before contesting (0: the dataset's overlap)")
+    ] = 20,
     threshold: Annotated[float, typer.Option(help="Dynamic: posterior confidence")] = 0.999,
     assign: Annotated[
         str,
         typer.Option(help="Dynamic: 'informed' asks the most informative annotator; 'seeded'"),
     ] = "informed",
+    pooled_prior: Annotated[
+        bool,
+        typer.Option(help="weighted/ds: centre each annotator's prior on the crowd's matrix"),
+    ] = False,
+    flip_risk: Annotated[
+        float,
+        typer.Option(help="Dynamic: reach only if P(majority of max_labels flips) <= this"),
+    ] = 0.0,
     crowdkit: Annotated[bool, typer.Option(help="Also fit crowd-kit's methods")] = True,
 ) -> None:
     """Replay DATASET_DIR through the engine one label at a time and report accuracy."""
@@ -41,7 +51,9 @@ def eval_command(
         raise typer.BadParameter("--assign is 'informed' or 'seeded'")
     dataset = load_dataset(dataset_dir)
     dynamic = (
-        DynamicSettings(min_labels, max_labels, threshold, assign) if policy == "dynamic" else None
+        DynamicSettings(min_labels, max_labels, threshold, assign, pooled_prior, flip_risk)
+        if policy == "dynamic"
+        else None
     )
     document = evaluate(dataset, seed=seed, dynamic=dynamic, crowdkit=crowdkit)
     if json_output:

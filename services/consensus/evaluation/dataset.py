@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,12 @@ class Dataset:
     @property
     def labels_per_task(self) -> float:
         return len(self.answers) / max(len(self.tasks), 1)
+
+    @property
+    def overlap(self) -> int:
+        """The fixed design's labels per item: the median count (upper median)."""
+        counts = Counter(answer.task for answer in self.answers)
+        return int(statistics.median_high(counts.values())) if counts else 0
 
 
 def _is_number(text: str) -> bool:

@@ -43,6 +43,7 @@ def policy_for(
     min_labels: int = 1,
     max_labels: int = FIXED_MAX_LABELS,
     threshold: float = 1.0,
+    params: dict[str, float | bool] | None = None,
 ) -> ConsensusPolicy:
     kind: Kind = "binary" if len(dataset.classes) == 2 else "categorical"
     return ConsensusPolicy(
@@ -52,6 +53,7 @@ def policy_for(
         min_labels=min_labels,
         max_labels=max_labels,
         threshold=threshold,
+        params=params or {},
     )
 
 

@@ -18,9 +18,18 @@ class DynamicSettings:
     """The live-collection policy the dynamic simulation applies to every item."""
 
     min_labels: int = 2
+    # 0: the dataset's overlap (median labels per item), the fixed design's budget.
     max_labels: int = 20
     threshold: float = 0.999
     assign: str = "informed"
+    # weighted/ds, fixed and dynamic runs alike: annotator priors centred on the crowd.
+    pooled_prior: bool = False
+    # Bayesian curtailment (0 = off): reach only when the majority is settled.
+    flip_risk: float = 0.0
+
+    def method_params(self, method: str) -> dict[str, float | bool]:
+        """Policy params the fixed run of `method` shares with its dynamic run."""
+        return {"pooled_prior": True} if self.pooled_prior and method != "mv" else {}
 
 
 def _cost(step_ns: list[int]) -> dict[str, float]:
@@ -52,7 +61,8 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     checks: dict[str, Any] = {}
     for method in ENGINE_METHODS:
-        run = replay(dataset, policy_for(dataset, method), order, dynamic=False)
+        shared = {} if dynamic is None else dynamic.method_params(method)
+        run = replay(dataset, policy_for(dataset, method, params=shared), order, dynamic=False)
         agree = sum(run.online[t].label == run.final[t].label for t in run.final)
         results[f"consilium-{method}"] = {
             "accuracy": _round(accuracy(run.final, dataset.truth)),
@@ -75,8 +85,9 @@ def evaluate(
                 dataset,
                 method,
                 min_labels=dynamic.min_labels,
-                max_labels=dynamic.max_labels,
+                max_labels=dynamic.max_labels or dataset.overlap,
                 threshold=dynamic.threshold,
+                params={**shared, **_curtailment(dynamic)},
             )
             live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
             outcomes = [d.outcome for d in live.online.values()]
@@ -111,6 +122,10 @@ def evaluate(
         "results": results,
         "checks": checks,
     }
+
+
+def _curtailment(dynamic: DynamicSettings) -> dict[str, float | bool]:
+    return {"stop_flip_risk": dynamic.flip_risk} if dynamic.flip_risk > 0.0 else {}
 
 
 def _is_tie(distribution: Any) -> bool:

@@ -27,12 +27,25 @@ from services.consensus.engine.fixedpoint import SCALE
 from .helpers import fold, stream
 
 CLASSES = ("a", "b", "c")
-METHODS = ("mv", "weighted", "ds")
+# "+pooled": annotator priors centred on the crowd; "+curtailed": Bayesian curtailment
+# with the vote-share prior learned from the crowd's agreement.
+METHODS = ("mv", "weighted", "ds", "weighted+pooled", "ds+pooled", "mv+curtailed", "ds+curtailed")
 ANNOTATORS = [f"r{i}" for i in range(6)]
 
 
-def policy(method: str) -> ConsensusPolicy:
-    return ConsensusPolicy(method=method, kind="categorical", classes=CLASSES)  # type: ignore[arg-type]
+def policy(variant: str) -> ConsensusPolicy:
+    method, _, option = variant.partition("+")
+    params: dict[str, float | bool] = {"pooled_prior": option == "pooled"}
+    curtailed = option == "curtailed"
+    if curtailed:
+        params["stop_flip_risk"] = 0.05
+    return ConsensusPolicy(
+        method=method,  # type: ignore[arg-type]
+        kind="categorical",
+        classes=CLASSES,
+        threshold=0.6 if curtailed else 0.95,  # curtailed: the flip risk is what decides
+        params=params,
+    )
 
 
 @st.composite
@@ -63,6 +76,11 @@ def snapshots(draw: st.DrawFn) -> ReliabilitySnapshot:
             units = draw(st.lists(st.integers(0, 5 * SCALE), min_size=3, max_size=3))
             entries[("", annotator, column)] = np.asarray(units, dtype=np.int64)
     entries[("", "", 0)] = np.asarray([SCALE, 2 * SCALE, 3 * SCALE], dtype=np.int64)
+    for column in range(len(CLASSES)):  # the crowd's pooled confusion columns
+        units = draw(st.lists(st.integers(0, 50 * SCALE), min_size=3, max_size=3))
+        entries[("", "", 1 + column)] = np.asarray(units, dtype=np.int64)
+    pairs = draw(st.integers(1, 100)) * SCALE  # the crowd's agreeing / all vote pairs
+    entries[("", "", -1)] = np.asarray([draw(st.integers(0, pairs)), pairs], dtype=np.int64)
     return ReliabilitySnapshot.from_entries(entries)
 
 

@@ -63,3 +63,34 @@ def test_a_worker_labelling_the_same_task_twice_is_counted_and_split(tmp_path: P
     document = json.loads(result.output)
     assert document["repeated_worker_task_answers"] == 1
     assert document["results"]["consilium-mv"]["accuracy"] == 1.0
+
+
+def _write_synthetic(folder: Path, items: int = 40, readers: int = 6) -> None:
+    """Readers 0-3 are right, 4-5 wrong on every third item: enough to reach early."""
+    answers = ["worker,task,label"]
+    truth = ["task,truth"]
+    for item in range(items):
+        value = "ab"[item % 2]
+        truth.append(f"t{item},{value}")
+        for reader in range(readers):
+            wrong = reader >= 4 and item % 3 == 0
+            answers.append(f"w{reader},t{item},{'ba'[item % 2] if wrong else value}")
+    (folder / "answers.csv").write_text("\n".join(answers) + "\n", encoding="utf-8")
+    (folder / "truth.csv").write_text("\n".join(truth) + "\n", encoding="utf-8")
+
+
+def test_curtailment_and_the_pooled_prior_are_dynamic_options_that_hold_items_longer(
+    tmp_path: Path,
+) -> None:
+    _write_synthetic(tmp_path)
+    base = [str(tmp_path), "--json", "--no-crowdkit", "--policy", "dynamic", "--threshold", "0.9"]
+    plain = json.loads(CliRunner().invoke(_app(), base).output)
+    result = CliRunner().invoke(_app(), [*base, "--pooled-prior", "--flip-risk", "0.01"])
+    assert result.exit_code == 0, result.output
+    curtailed = json.loads(result.output)
+    assert curtailed["dynamic"]["pooled_prior"] is True
+    assert curtailed["dynamic"]["flip_risk"] == 0.01
+    # mv's posterior ignores reliability, so curtailment can only ask for more labels.
+    used = curtailed["results"]["consilium-mv-dynamic"]["labels_used"]
+    assert used > plain["results"]["consilium-mv-dynamic"]["labels_used"]
+    assert curtailed["results"]["consilium-mv"]["accuracy"] == 1.0

@@ -1,0 +1,121 @@
+"""Reliability re-estimate: decide reached items again under the current annotator
+reliability and publish a new consensus version for each whose label flips.
+
+Online Dawid-Skene decides an item with the reliability known when its last label came
+in; readers' reliability keeps being learned afterwards, so an early decision can differ
+from what the same labels say today. Only a flip to another reached label is acted on:
+an item that would now be less certain keeps its published label (re-opening or
+escalating settled items in bulk is an operator's decision, not a side effect). Each
+flip is one transaction: the item's new state, the decision (reason
+`reliability_reestimate`) and the ConsensusReached event in the outbox, superseding the
+published version as any other change does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from services.consensus import engine
+from services.consensus.handlers import ConsensusHandlers
+from services.consensus.policies import consensus_value, engine_policy
+from services.consensus.scoped import TaskView
+from services.consensus.state import TrackedItem
+from services.consensus.store import PgConsensusStore
+from shared.kafka.consumer import HandlerContext
+from shared.kafka.outbox import Emitter, Outbox
+from shared.kafka.records import Delivery
+
+REASON = "reliability_reestimate"
+PRODUCER = "consensus"
+
+
+@dataclass
+class ReestimateReport:
+    checked: int = 0
+    flipped: list[str] = field(default_factory=list)
+
+
+def flips(policy: engine.ConsensusPolicy, tracked: TrackedItem, view: TaskView) -> bool:
+    """True when the item's labels, decided again under `view`, reach another label."""
+    decision = engine.rescore(policy, tracked.engine, view).decision
+    return (
+        decision.outcome == "reached" and consensus_value(decision.label) != tracked.published_label
+    )
+
+
+async def reestimate(
+    conn: asyncpg.Connection,
+    handlers: ConsensusHandlers,
+    *,
+    task_id: str | None,
+    topic_prefix: str,
+    now: Callable[[], datetime],
+    page: int = 200,
+) -> ReestimateReport:
+    """Check every reached item (of one task, or all) in item order; one transaction per
+    flipped item, so a crash loses no work and a second run finds nothing left to do."""
+    report = ReestimateReport()
+    after = ""
+    while True:
+        rows = await conn.fetch(
+            """SELECT item_id FROM item_state WHERE status = 'reached' AND item_id > $1
+               AND ($2::text IS NULL OR task_id = $2) ORDER BY item_id LIMIT $3""",
+            after,
+            task_id,
+            page,
+        )
+        if not rows:
+            return report
+        for row in rows:
+            report.checked += 1
+            if await _reestimate_item(conn, handlers, row["item_id"], topic_prefix, now()):
+                report.flipped.append(row["item_id"])
+        after = rows[-1]["item_id"]
+
+
+async def _reestimate_item(
+    conn: asyncpg.Connection,
+    handlers: ConsensusHandlers,
+    item_id: str,
+    topic_prefix: str,
+    now: datetime,
+) -> bool:
+    store = PgConsensusStore(conn)
+    async with conn.transaction():
+        loaded = await store.load(item_id)  # locked: a label arriving meanwhile waits
+        if loaded is None or loaded[1] != "reached":
+            return False
+        tracked, _, version = loaded
+        row = await conn.fetchrow(
+            "SELECT task_id, task_version FROM item_state WHERE item_id = $1", item_id
+        )
+        task = await store.task(row["task_id"], row["task_version"]) if row else None
+        if task is None:
+            return False
+        view = TaskView(handlers.reliability.current, task.task_id)
+        if not flips(engine_policy(task), tracked, view):
+            return False
+        outbox = Outbox(conn, topic_prefix)
+        ctx = HandlerContext(conn, Emitter(PRODUCER, outbox, now), _delivery(item_id, now))
+        await handlers.redecide(ctx, store, task, tracked, version, reason=REASON)
+        await outbox.flush()
+    for action in ctx.committed:
+        action()
+    return True
+
+
+def _delivery(item_id: str, now: datetime) -> Delivery:
+    """The re-estimate consumed no record: this names its origin for the handler context."""
+    return Delivery(
+        topic="consilium.reestimate",
+        partition=0,
+        offset=0,
+        key=item_id.encode(),
+        value=b"",
+        headers=(),
+        timestamp_ms=int(now.timestamp() * 1000),
+    )

@@ -53,7 +53,14 @@ class Sweeper:
     clock: Clock = wall_clock
     # Restricts each pass to these tasks (None: every task of the namespace).
     tasks: Sequence[str] | None = None
+    # The items this sweeper looks after: those registered under this namespace (the
+    # handlers' namespace; by default the topic prefix).
+    namespace: str | None = None
     _gauges: set[tuple[str, str, str]] = field(default_factory=set)
+
+    @property
+    def items_namespace(self) -> str:
+        return self.topic_prefix if self.namespace is None else self.namespace
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Sweep every `every_s` seconds until stopped; a failed pass is retried next time."""
@@ -74,7 +81,7 @@ class Sweeper:
                WHERE a.status = 'open' AND i.namespace = $3
                AND ($1::text[] IS NULL OR a.task_id = ANY($1)) AND a.lease_expires_at <= $4
                ORDER BY a.lease_expires_at, a.assignment_id LIMIT $2""",
-            self.topic_prefix,
+            self.items_namespace,
             now,
         ):
             claim = """SELECT true FROM items i JOIN assignments a USING (item_id)
@@ -87,7 +94,7 @@ class Sweeper:
                WHERE q.status IN ('waiting', 'assigned') AND i.namespace = $3
                AND ($1::text[] IS NULL OR q.task_id = ANY($1)) AND q.breached_at IS NULL
                AND q.due_at <= $4 ORDER BY q.due_at, q.item_id LIMIT $2""",
-            self.topic_prefix,
+            self.items_namespace,
             now,
         ):
             claim = """SELECT true FROM items i JOIN adjudication_queue q USING (item_id)
@@ -99,7 +106,7 @@ class Sweeper:
             """SELECT item_id FROM items WHERE starved AND namespace = $3
                AND ($1::text[] IS NULL OR task_id = ANY($1))
                ORDER BY priority DESC, registered_at, item_id LIMIT $2""",
-            self.topic_prefix,
+            self.items_namespace,
         ):
             claim = "SELECT true FROM items WHERE item_id = $1 AND starved FOR UPDATE SKIP LOCKED"
             report.refilled += await self._once(now, claim, item_id, self._fill) or 0
@@ -108,7 +115,7 @@ class Sweeper:
                WHERE q.status = 'waiting' AND i.namespace = $3
                AND ($1::text[] IS NULL OR q.task_id = ANY($1))
                ORDER BY q.priority DESC, q.enqueued_at, q.item_id LIMIT $2""",
-            self.topic_prefix,
+            self.items_namespace,
         ):
             claim = "SELECT true FROM items WHERE item_id = $1 FOR UPDATE SKIP LOCKED"
             report.dispatched += bool(await self._once(now, claim, item_id, self._dispatch))
@@ -157,7 +164,7 @@ class Sweeper:
                FROM adjudication_queue q JOIN items i USING (item_id)
                WHERE q.status = 'waiting' AND i.namespace = $1
                GROUP BY q.task_id, q.specialty, q.tier""",
-            self.topic_prefix,
+            self.items_namespace,
         )
         current: set[tuple[str, str, str]] = set()
         for row in rows:

@@ -84,10 +84,18 @@ class AssignmentHarness:
 
     def __post_init__(self) -> None:
         self.assigner = Assigner(LeaseCache(self.redis))
-        self.handlers = AssignmentHandlers(self.assigner, namespace=self.prefix)
+        # Items of a namespace of their own: the session's running assignment service
+        # (same topic prefix) must not sweep what these tests sweep by hand.
+        namespace = f"{self.prefix}harness-{uuid.uuid4().hex[:8]}"
+        self.handlers = AssignmentHandlers(self.assigner, namespace=namespace)
         self.routes = {r.event.event_type: r.handler for r in self.handlers.routes()}
         self.sweeper = Sweeper(
-            self.pool, self.assigner, self.prefix, clock=lambda: self.now, tasks=self.tasks
+            self.pool,
+            self.assigner,
+            self.prefix,
+            clock=lambda: self.now,
+            tasks=self.tasks,
+            namespace=namespace,
         )
         self.pull = PullService(self.pool, self.assigner, self.prefix, clock=lambda: self.now)
 

@@ -8,6 +8,10 @@
 #   deploy/local/stack.sh logs [kafka|postgres|redis] [-f]
 #   deploy/local/stack.sh reset [--all]        down + drop the Consilium databases/roles + wipe
 #                                              $CONSILIUM_STACK_DIR (--all: the Kafka jars too)
+#   deploy/local/stack.sh kafka-run DIR PORT CONTROLLER_PORT [key=value ...]
+#                                              a private single-node broker in the foreground,
+#                                              state in DIR, on the stack's jars (test suites
+#                                              that kill and restart brokers use it)
 #
 # State lives under $CONSILIUM_STACK_DIR (default <repo>/.stack): kafka/libs (jars),
 # kafka/data, logs/, run/ (pid files), redis/. See deploy/README.md.
@@ -610,8 +614,43 @@ SQL
     if ((all)); then say "       $STACK removed"; else say "       $STACK wiped (Kafka jars kept; --all removes them too)"; fi
 }
 
+# A broker of its own, apart from the stack's: the same jars and config template, its
+# state in DIR, the given ports, extra broker settings appended. It runs in the foreground
+# (exec: the caller's child is the JVM itself, so a signal reaches the broker), and a
+# second run on the same DIR restarts the same cluster. No lock: it shares nothing with
+# the stack but the jars, which must already be there (`up` fetches them).
+cmd_kafka_run() {
+    (($# >= 3)) || die "usage: stack.sh kafka-run DIR PORT CONTROLLER_PORT [key=value ...]"
+    local dir="$1" port="$2" controller="$3" kv id
+    local -a heap
+    shift 3
+    read -r -a heap <<<"${CONSILIUM_KAFKA_RUN_HEAP_OPTS:--Xms128m -Xmx384m}"
+    [[ $port =~ ^[0-9]+$ && $controller =~ ^[0-9]+$ ]] || die "kafka-run: ports must be numbers"
+    compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null || die "no Kafka jars in $KAFKA_LIBS: run 'stack.sh up' once"
+    ensure_java
+    mkdir -p "$dir/data" "$dir/logs"
+    dir="$(cd "$dir" && pwd)"
+    sed -e "s|@KAFKA_DATA_DIR@|$dir/data|g" -e "s|$HOST:$KAFKA_PORT|$HOST:$port|g" \
+        -e "s|$HOST:$KAFKA_CONTROLLER_PORT|$HOST:$controller|g" \
+        "$DEPLOY/kafka/server.properties" >"$dir/server.properties"
+    for kv in "$@"; do
+        [[ $kv =~ ^[a-z0-9.]+=[^[:space:]]+$ ]] || die "kafka-run: bad setting '$kv'"
+        printf '%s\n' "$kv" >>"$dir/server.properties"
+    done
+    if [[ ! -f $dir/data/meta.properties ]]; then
+        id="$(kafka_tool kafka.tools.StorageTool random-uuid)" || die "StorageTool random-uuid failed"
+        kafka_tool kafka.tools.StorageTool format --ignore-formatted --cluster-id "$id" \
+            --config "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
+            || { show_tail "$dir/logs/format.log"; die "formatting $dir/data failed"; }
+    fi
+    exec "$JAVA" "${heap[@]}" \
+        -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+        -Dkafka.logs.dir="$dir/logs" -Dlog4j2.configurationFile="$DEPLOY/kafka/log4j2.xml" \
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" 9>&-
+}
+
 usage() {
-    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -623,6 +662,7 @@ main() {
         status) cmd_status "$@" ;;
         logs) cmd_logs "$@" ;;
         reset) cmd_reset "$@" ;;
+        kafka-run) cmd_kafka_run "$@" ;;
         -h | --help | help) usage ;;
         *) usage >&2; exit 2 ;;
     esac

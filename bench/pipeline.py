@@ -59,6 +59,7 @@ from shared.db.pool import connect
 from shared.events import (
     ITEM_REGISTERED,
     LABEL_SUBMITTED,
+    AssignmentRules,
     CategoricalValue,
     ConsensusPolicy,
     ItemRegistered,
@@ -837,6 +838,9 @@ async def run(args: argparse.Namespace) -> Report:
         policy=ConsensusPolicy(
             method=args.method, min_labels=READERS, max_labels=READERS, threshold=args.threshold
         ),
+        # Every item of a phase is assigned before its labels are sent (not timed), so each
+        # reader holds a whole phase of open assignments at once.
+        assignment=AssignmentRules(max_open_per_annotator=10_000),
     )
     readers = [f"bench-{run_id}-r{i}" for i in range(READERS)]
     workload = Workload(run_id, task, readers, rng)

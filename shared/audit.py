@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -176,6 +176,17 @@ def verify_chain(chain: str, rows: Iterable[AuditRow]) -> ChainReport:
     return walker.report()
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """A row to append, before it has its place (seq) and hashes in the chain."""
+
+    kind: str
+    body: Mapping[str, Any]
+    at: datetime
+    subject: str | None = None
+    event_id: UUID | None = None
+
+
 class PgAuditLog:
     """Appends to and reads one service's chain in `audit.log`."""
 
@@ -194,41 +205,44 @@ class PgAuditLog:
     ) -> AuditRow:
         """Append one row inside the caller's transaction (which holds the chain's lock
         until it commits, so concurrent appenders form one chain)."""
+        (row,) = await self.append_many([AuditEntry(kind, body, at, subject, event_id)])
+        return row
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRow]:
+        """Append rows in order as `append` would one by one, with one lock, one head read
+        and one pipelined insert."""
+        if not entries:
+            return []
         await self.conn.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2))", _LOCK_NAMESPACE, self.chain
         )
-        head = await self.conn.fetchrow(
-            f"SELECT seq, hash FROM {TABLE} WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
-            self.chain,
-        )
-        prev_seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS)
-        recorded_at = at.astimezone(UTC)  # microseconds: what timestamptz keeps
-        row = AuditRow(
-            chain=self.chain,
-            seq=prev_seq + 1,
-            recorded_at=recorded_at,
-            kind=kind,
-            subject=subject,
-            event_id=event_id,
-            body=canonical_json(body),
-            prev_hash=prev_hash,
-            hash="",
-        )
-        row = AuditRow(**{**row.__dict__, "hash": row.expected_hash()})
-        await self.conn.execute(
+        prev_seq, prev_hash = await self.head()
+        rows: list[AuditRow] = []
+        for entry in entries:
+            row = AuditRow(
+                chain=self.chain,
+                seq=prev_seq + 1,
+                recorded_at=entry.at.astimezone(UTC),  # microseconds: what timestamptz keeps
+                kind=entry.kind,
+                subject=entry.subject,
+                event_id=entry.event_id,
+                body=canonical_json(entry.body),
+                prev_hash=prev_hash,
+                hash="",
+            )
+            row = AuditRow(**{**row.__dict__, "hash": row.expected_hash()})
+            rows.append(row)
+            prev_seq, prev_hash = row.seq, row.hash
+        await self.conn.executemany(
             f"""INSERT INTO {TABLE} (chain, seq, recorded_at, kind, subject, event_id, body,
                    prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            row.chain,
-            row.seq,
-            row.recorded_at,
-            row.kind,
-            row.subject,
-            row.event_id,
-            row.body,
-            row.prev_hash,
-            row.hash,
-        )
-        return row
+            [
+                (r.chain, r.seq, r.recorded_at, r.kind, r.subject, r.event_id, r.body,
+                 r.prev_hash, r.hash)
+                for r in rows
+            ],
+        )  # fmt: skip
+        return rows
 
     async def rows(self, batch: int = 5000) -> AsyncIterator[AuditRow]:
         """Every row of the chain in seq order, read in pages."""

@@ -20,6 +20,7 @@ rejected event's reason names the field, never the value.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def find_phi(document: Any) -> PhiFinding | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # field names repeat in every event; bounded for hostile input
 def suspect_field_name(name: str) -> bool:
     normalised = re.sub(r"[^a-z0-9]", "", name.lower())
     return any(part in normalised for part in _SUSPECT_NAME_PARTS)

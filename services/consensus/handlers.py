@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.consensus import engine, skills
+from services.consensus.batch import BatchedConsensusStore, prefetch, store_for
 from services.consensus.engine.votes import adjudicated
 from services.consensus.policies import (
     decision_record,
@@ -107,7 +108,7 @@ class ConsensusHandlers:
 
     async def on_label_accepted(self, ctx: HandlerContext, event: Envelope[LabelAccepted]) -> None:
         label = event.payload
-        store = PgConsensusStore(ctx.conn)
+        store = store_for(ctx)
         loaded = await store.load(label.item_id)
         if loaded is not None:
             tracked, _, version = loaded
@@ -167,7 +168,7 @@ class ConsensusHandlers:
     ) -> None:
         """The reader withdrew an annotation: decide the item again without it."""
         retraction = event.payload
-        store = PgConsensusStore(ctx.conn)
+        store = store_for(ctx)
         loaded = await store.load(retraction.item_id)
         tracked, status, version = (
             loaded if loaded else (TrackedItem.new(retraction.item_id), "open", 0)
@@ -203,7 +204,11 @@ class ConsensusHandlers:
             else engine.rescore(policy, tracked.engine, view)
         )
         item_id = tracked.engine.item_id
-        await self.reliability.record(ctx.conn, item_id, scoped_delta(task.task_id, result.delta))
+        delta = scoped_delta(task.task_id, result.delta)
+        if isinstance(store, BatchedConsensusStore):
+            store.record_delta(item_id, delta)
+        else:
+            await self.reliability.record(ctx.conn, item_id, delta)
         tracked.engine = result.state
         decision = result.decision
         record = decision_record(decision, tracked.engine)
@@ -321,8 +326,8 @@ class ConsensusHandlers:
         return [
             Route(TASKS_DEFINED, TASK_DEFINED, self.on_task_defined),
             Route(ITEMS_REGISTERED, ITEM_REGISTERED, self.on_item_registered),
-            Route(LABELS_ACCEPTED, LABEL_ACCEPTED, self.on_label_accepted),
-            Route(LABELS_ACCEPTED, LABEL_RETRACTED, self.on_label_retracted),
+            Route(LABELS_ACCEPTED, LABEL_ACCEPTED, self.on_label_accepted, prefetch=prefetch),
+            Route(LABELS_ACCEPTED, LABEL_RETRACTED, self.on_label_retracted, prefetch=prefetch),
         ]
 
 

@@ -27,6 +27,9 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 
+INSERT_DELTA = "INSERT INTO reliability_deltas (item_id, delta) VALUES ($1, $2)"
+
+
 @dataclass
 class PgReliability:
     refresh_s: float = 1.0
@@ -38,7 +41,7 @@ class PgReliability:
         """Append one decision's delta (inside the handler's transaction)."""
         if not delta.is_empty():
             await conn.execute(
-                "INSERT INTO reliability_deltas (item_id, delta) VALUES ($1, $2)",
+                INSERT_DELTA,
                 item_id,
                 delta.to_dict(),
             )

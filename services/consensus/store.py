@@ -11,6 +11,25 @@ from services.consensus.skills import LabelCounts, LastPublished
 from services.consensus.state import TrackedItem
 from shared.events import AnnotatorSkillEstimated, DecisionRecord, TaskDefined
 
+_UPSERT_ITEM_STATE = """INSERT INTO item_state (item_id, task_id, task_version, state, status,
+        consensus_version, updated_at)
+    VALUES ($1, $2, $3, {state}, $5, $6, $7)
+    ON CONFLICT (item_id) DO UPDATE SET task_version = EXCLUDED.task_version,
+        state = EXCLUDED.state, status = EXCLUDED.status,
+        consensus_version = EXCLUDED.consensus_version,
+        updated_at = EXCLUDED.updated_at"""
+UPSERT_ITEM_STATE = _UPSERT_ITEM_STATE.format(state="$4")
+# The same with the state as JSON text already encoded (not through the jsonb codec).
+UPSERT_ITEM_STATE_TEXT = _UPSERT_ITEM_STATE.format(state="$4::text::jsonb")
+INSERT_DECISION = (
+    "INSERT INTO decisions (item_id, outcome, record, decided_at) VALUES ($1, $2, $3, $4)"
+)
+
+
+MARK_PUBLISHED = """UPDATE annotator_skill SET published_labels = $3, published_skill = $4,
+        published_gold_accuracy = $5, published_at = $6
+    WHERE annotator_id = $1 AND task_id = $2"""
+
 
 class PgConsensusStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
@@ -60,13 +79,7 @@ class PgConsensusStore:
         now: datetime,
     ) -> None:
         await self.conn.execute(
-            """INSERT INTO item_state (item_id, task_id, task_version, state, status,
-                   consensus_version, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (item_id) DO UPDATE SET task_version = EXCLUDED.task_version,
-                   state = EXCLUDED.state, status = EXCLUDED.status,
-                   consensus_version = EXCLUDED.consensus_version,
-                   updated_at = EXCLUDED.updated_at""",
+            UPSERT_ITEM_STATE,
             item_id,
             task_id,
             task_version,
@@ -87,7 +100,7 @@ class PgConsensusStore:
 
     async def record_decision(self, item_id: str, decision: DecisionRecord, now: datetime) -> None:
         await self.conn.execute(
-            "INSERT INTO decisions (item_id, outcome, record, decided_at) VALUES ($1, $2, $3, $4)",
+            INSERT_DECISION,
             item_id,
             decision.outcome,
             decision.model_dump(mode="json"),
@@ -143,9 +156,7 @@ class PgConsensusStore:
 
     async def mark_published(self, estimate: AnnotatorSkillEstimated, now: datetime) -> None:
         await self.conn.execute(
-            """UPDATE annotator_skill SET published_labels = $3, published_skill = $4,
-                   published_gold_accuracy = $5, published_at = $6
-               WHERE annotator_id = $1 AND task_id = $2""",
+            MARK_PUBLISHED,
             estimate.annotator_id,
             estimate.task_id,
             estimate.labels,

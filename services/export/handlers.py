@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
+
+import asyncpg
 
 from services.export import fhir
 from services.export.provenance import provenance_digest
@@ -17,7 +21,7 @@ from shared.events import (
     ConsensusPublished,
     ConsensusReached,
 )
-from shared.kafka.consumer import HandlerContext, Route
+from shared.kafka.consumer import BatchScope, HandlerContext, Route
 from shared.telemetry import inject_headers
 from shared.topics import CONSENSUS_FHIR, CONSENSUS_LABELS, CONSENSUS_REACHED
 
@@ -109,26 +113,75 @@ def fhir_record(
     return value, headers
 
 
+_INSERT_PUBLISHED = (
+    "INSERT INTO published (item_id, version, payload, published_at) VALUES ($1, $2, $3, $4)"
+)
+_SCOPE_KEY = "export.published"
+
+
+@dataclass
+class PublishedBatch:
+    """On the batch fast path: the latest published version of every item of the batch,
+    loaded in one query and kept current as the batch publishes, and the new versions,
+    inserted in order at the batch's end (nothing else writes `published` meanwhile)."""
+
+    conn: asyncpg.Connection
+    latest: dict[str, tuple[int, dict[str, Any]] | None]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    async def flush(self) -> None:
+        if self.rows:
+            await self.conn.executemany(_INSERT_PUBLISHED, self.rows)
+            self.rows.clear()
+
+
+async def prefetch(
+    conn: asyncpg.Connection, scope: BatchScope, envelopes: Sequence[Envelope[Any]]
+) -> None:
+    """The route's batch hook."""
+    item_ids = sorted({e.payload.item_id for e in envelopes if e.event_type == "consensus.reached"})
+    latest: dict[str, tuple[int, dict[str, Any]] | None] = dict.fromkeys(item_ids)
+    for row in await conn.fetch(
+        """SELECT DISTINCT ON (item_id) item_id, version, payload FROM published
+           WHERE item_id = ANY($1::text[]) ORDER BY item_id, version DESC""",
+        item_ids,
+    ):
+        latest[row["item_id"]] = (row["version"], row["payload"])
+    batch = PublishedBatch(conn, latest)
+    scope.values[_SCOPE_KEY] = batch
+    scope.finish_with(_SCOPE_KEY, batch.flush)
+
+
+async def _current(ctx: HandlerContext, item_id: str) -> tuple[int, dict[str, Any]] | None:
+    """The item's latest published version and payload."""
+    batch: PublishedBatch | None = ctx.batch.values.get(_SCOPE_KEY) if ctx.batch else None
+    if batch is not None and item_id in batch.latest:
+        return batch.latest[item_id]
+    row = await ctx.conn.fetchrow(
+        """SELECT version, payload FROM published WHERE item_id = $1
+           ORDER BY version DESC LIMIT 1""",
+        item_id,
+    )
+    return (row["version"], row["payload"]) if row else None
+
+
 async def on_consensus_reached(
     ctx: HandlerContext, event: Envelope[ConsensusReached], *, publish_fhir: bool = False
 ) -> None:
     reached = event.payload
-    current = await ctx.conn.fetchrow(
-        """SELECT version, payload FROM published WHERE item_id = $1
-           ORDER BY version DESC LIMIT 1""",
-        reached.item_id,
-    )
-    if not is_new_version(reached, current["payload"] if current else None):
+    current = await _current(ctx, reached.item_id)
+    if not is_new_version(reached, current[1] if current else None):
         return
-    supersedes = current["version"] if current else None
+    supersedes = current[0] if current else None
     published = published_version(reached, (supersedes or 0) + 1, supersedes)
-    await ctx.conn.execute(
-        "INSERT INTO published (item_id, version, payload, published_at) VALUES ($1, $2, $3, $4)",
-        reached.item_id,
-        published.version,
-        published.model_dump(mode="json"),
-        ctx.now,
-    )
+    row = (reached.item_id, published.version, published.model_dump(mode="json"), ctx.now)
+    batch: PublishedBatch | None = ctx.batch.values.get(_SCOPE_KEY) if ctx.batch else None
+    if batch is not None:
+        batch.rows.append(row)
+        # What the stored row reads back as (jsonb through the JSON codec).
+        batch.latest[reached.item_id] = (published.version, json.loads(json.dumps(row[2])))
+    else:
+        await ctx.conn.execute(_INSERT_PUBLISHED, *row)
     ctx.emitter.emit(CONSENSUS_PUBLISHED, CONSENSUS_LABELS, published, key=reached.item_id)
     if publish_fhir:
         value, headers = fhir_record(published, event)
@@ -137,4 +190,4 @@ async def on_consensus_reached(
 
 def routes(*, publish_fhir: bool = False) -> list[Route]:
     handler = partial(on_consensus_reached, publish_fhir=publish_fhir)
-    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, handler)]
+    return [Route(CONSENSUS_REACHED, CONSENSUS_REACHED_EVENT, handler, prefetch=prefetch)]

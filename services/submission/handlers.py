@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from services.submission.batch import label_batch, prefetch
 from services.submission.settings import SubmissionConfig
 from services.submission.store import PgSubmissionStore, StoredRevision
 from services.submission.validation import (
@@ -28,7 +29,7 @@ from services.submission.validation import (
     is_superseded,
     no_assignment,
 )
-from shared.audit import PgAuditLog
+from shared.audit import AuditEntry, PgAuditLog
 from shared.envelope import DecodeError, Envelope
 from shared.events import (
     ASSIGNMENT_CANCELLED,
@@ -52,7 +53,7 @@ from shared.events import (
     RejectionCode,
     TaskDefined,
 )
-from shared.kafka.consumer import FirstSeen, HandlerContext, Route
+from shared.kafka.consumer import BatchScope, FirstSeen, HandlerContext, Route
 from shared.kafka.errors import is_infrastructure_error
 from shared.kafka.outbox import Emitter, Outbox
 from shared.kafka.records import Delivery
@@ -71,6 +72,7 @@ from shared.topics import (
 log = get_logger(__name__)
 
 CHAIN = "submission"
+_AUDIT_KEY = "submission.audit"
 _LABEL_NAMESPACE = uuid.UUID("8a6f1d7e-5b1e-4f43-9a55-2f6b8c0e9d21")
 
 
@@ -165,14 +167,22 @@ class SubmissionHandlers:
         store = PgSubmissionStore(ctx.conn)
         signed = SignedHeaders.read(ctx.delivery.headers)
         rejection, task, _ = await self._common_checks(ctx, event, store, signed)
-        history = await store.history(retraction.annotation_id)
+        batch = label_batch(ctx)
+        history = (
+            batch.history(retraction.annotation_id)
+            if batch
+            else await store.history(retraction.annotation_id)
+        )
         rejection = rejection or check_history(retraction, history)
         if rejection is not None or task is None:
             await _reject(ctx, event.event_id, rejection or _unreachable(), retraction, signed)
             return
         superseded = is_superseded(retraction.revision, history)
         row = _stored(ctx, event, task, signed, superseded, None)
-        await store.save_revision(row)
+        if batch:
+            batch.save_revision(row)
+        else:
+            await store.save_revision(row)
         retracted = LabelRetracted(
             **_forwarded(row, superseded), retracted_at=retraction.retracted_at
         )
@@ -194,12 +204,16 @@ class SubmissionHandlers:
             return
         if rejection is None and task is not None and item is not None:
             rejection = check_value(label.value, task, item)
-        history = await store.history(label.annotation_id)
+        batch = label_batch(ctx)
+        annotation_id = label.annotation_id
+        history = batch.history(annotation_id) if batch else await store.history(annotation_id)
         rejection = rejection or check_history(label, history)
         assignment: Assignment | None = None
         if rejection is None and task is not None:
-            candidates = await store.assignments(
-                label.assignment_id, label.item_id, label.annotator_id
+            candidates = (
+                batch.assignments(label.assignment_id, label.item_id, label.annotator_id)
+                if batch
+                else await store.assignments(label.assignment_id, label.item_id, label.annotator_id)
             )
             verdict = check_assignment(label, task, candidates, published_at(ctx.delivery, ctx.now))
             if verdict == WAIT:
@@ -215,7 +229,10 @@ class SubmissionHandlers:
             return
         superseded = is_superseded(label.revision, history)
         row = _stored(ctx, event, task, signed, superseded, assignment)
-        await store.save_revision(row)
+        if batch:
+            batch.save_revision(row)
+        else:
+            await store.save_revision(row)
         accepted = LabelAccepted(
             **_forwarded(row, superseded),
             value=label.value,
@@ -257,7 +274,9 @@ class SubmissionHandlers:
     ) -> tuple[Rejection | None, TaskDefined | None, ItemInfo | None]:
         """Authenticity, then PHI, then the envelope key, task and item (also returned)."""
         payload: Ingress = event.payload
-        key = await store.client_key(signed.key_id, payload.annotator_id) if signed else None
+        batch = label_batch(ctx)
+        lookup = batch or store
+        key = await lookup.client_key(signed.key_id, payload.annotator_id) if signed else None
         rejection = check_authenticity(
             value=ctx.delivery.value,
             signed=signed,
@@ -272,8 +291,8 @@ class SubmissionHandlers:
         phi = find_phi(json.loads(ctx.delivery.value))
         if phi is not None:
             return Rejection(RejectionCode.PHI_SUSPECTED, phi.message), None, None
-        task = await store.task(payload.task_id, payload.task_version)
-        item = await store.item(payload.item_id)
+        task = await lookup.task(payload.task_id, payload.task_version)
+        item = batch.item(payload.item_id) if batch else await store.item(payload.item_id)
         versions = await store.task_versions(payload.task_id) if task is None else []
         return check_target(payload, event.key, task, item, versions), task, item
 
@@ -355,12 +374,14 @@ class SubmissionHandlers:
                 self.on_label_submitted,
                 on_invalid=self.on_invalid_label,
                 on_replay=self.on_replayed,
+                prefetch=prefetch,
             ),
             Route(
                 LABELS_SUBMITTED,
                 LABEL_RETRACTION_SUBMITTED,
                 self.on_retraction_submitted,
                 on_replay=self.on_replayed,
+                prefetch=prefetch,
             ),
         ]
 
@@ -372,7 +393,7 @@ def _unreachable() -> Rejection:  # pragma: no cover - check_target rejects a mi
 def _context_for(ctx: HandlerContext, event: Envelope[Any], delivery: Delivery) -> HandlerContext:
     """A context for another event handled in the same transaction and outbox."""
     emitter = Emitter(ctx.emitter.producer, ctx.emitter.outbox, ctx.now, event)
-    return HandlerContext(ctx.conn, emitter, delivery)
+    return HandlerContext(ctx.conn, emitter, delivery, batch=ctx.batch)
 
 
 def _stored(
@@ -490,9 +511,26 @@ async def _audit(
     body: dict[str, Any],
     event_id: uuid.UUID | None,
 ) -> None:
-    await PgAuditLog(ctx.conn, CHAIN).append(
-        kind, body, at=ctx.now, subject=subject, event_id=event_id
-    )
+    """Append to the chain; on the batch fast path, with the batch's other rows at its end
+    (one chain lock and head read per batch, the same rows in the same order)."""
+    entry = AuditEntry(kind, body, ctx.now, subject, event_id)
+    if ctx.batch is None:
+        await PgAuditLog(ctx.conn, CHAIN).append_many([entry])
+        return
+    _audit_buffer(ctx.batch, ctx.conn).append(entry)
+
+
+def _audit_buffer(scope: BatchScope, conn: asyncpg.Connection) -> list[AuditEntry]:
+    entries: list[AuditEntry] | None = scope.values.get(_AUDIT_KEY)
+    if entries is None:
+        entries = scope.values[_AUDIT_KEY] = []
+        buffered = entries
+
+        async def flush() -> None:
+            await PgAuditLog(conn, CHAIN).append_many(buffered)
+
+        scope.finish_with(_AUDIT_KEY, flush)
+    return entries
 
 
 async def _reject(

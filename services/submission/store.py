@@ -48,6 +48,9 @@ class StoredRevision:
     adjudication: dict[str, Any] | None = None
 
 
+_REVISION_COLUMNS = list(StoredRevision.__dataclass_fields__)
+
+
 class PgSubmissionStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -100,6 +103,17 @@ class PgSubmissionStore:
             "SELECT task_id, image_width, image_height FROM items WHERE item_id = $1", item_id
         )
         return ItemInfo(row["task_id"], row["image_width"], row["image_height"]) if row else None
+
+    async def items(self, item_ids: list[str]) -> dict[str, ItemInfo]:
+        """The registered items among `item_ids`."""
+        rows = await self.conn.fetch(
+            """SELECT item_id, task_id, image_width, image_height FROM items
+               WHERE item_id = ANY($1::text[])""",
+            item_ids,
+        )
+        return {
+            r["item_id"]: ItemInfo(r["task_id"], r["image_width"], r["image_height"]) for r in rows
+        }
 
     async def client_key(self, key_id: str, annotator_id: str) -> ClientKey | None:
         row = await self.conn.fetchrow(
@@ -166,6 +180,48 @@ class PgSubmissionStore:
         )
         return [Assignment(**dict(r)) for r in rows]
 
+    async def assignments_of(
+        self, assignment_ids: list[UUID], item_ids: list[str], annotator_ids: list[str]
+    ) -> list[Assignment]:
+        """What `assignments` returns for each of several labels, in one query: the
+        assignments with one of the ids or for one of the (item, annotator) pairs."""
+        rows = await self.conn.fetch(
+            """SELECT a.assignment_id, a.item_id, a.task_id, a.annotator_id, a.lease_expires_at,
+                      a.kind, c.reason AS cancelled_reason, c.cancelled_at
+                 FROM assignments a LEFT JOIN assignment_cancellations c USING (assignment_id)
+                WHERE a.assignment_id IN (
+                    -- Two index lookups (an OR of both would scan the table).
+                    SELECT assignment_id FROM assignments WHERE assignment_id = ANY($1::uuid[])
+                    UNION
+                    SELECT b.assignment_id
+                      FROM unnest($2::text[], $3::text[]) AS p(item_id, annotator_id)
+                      JOIN assignments b USING (item_id, annotator_id))
+                ORDER BY a.assignment_id""",
+            assignment_ids,
+            item_ids,
+            annotator_ids,
+        )
+        return [Assignment(**dict(r)) for r in rows]
+
+    async def histories(self, annotation_ids: list[UUID]) -> dict[UUID, AnnotationHistory]:
+        """`history` of each annotation that has stored revisions."""
+        rows = await self.conn.fetch(
+            """SELECT annotation_id, revision, annotator_id, item_id FROM labels
+               WHERE annotation_id = ANY($1::uuid[]) ORDER BY annotation_id, revision""",
+            annotation_ids,
+        )
+        found: dict[UUID, list[Any]] = {}
+        for r in rows:
+            found.setdefault(r["annotation_id"], []).append(r)
+        return {
+            annotation_id: AnnotationHistory(
+                frozenset(r["revision"] for r in revisions),
+                revisions[0]["annotator_id"],
+                revisions[0]["item_id"],
+            )
+            for annotation_id, revisions in found.items()
+        }
+
     async def history(self, annotation_id: UUID) -> AnnotationHistory:
         rows = await self.conn.fetch(
             """SELECT revision, annotator_id, item_id FROM labels WHERE annotation_id = $1
@@ -179,11 +235,16 @@ class PgSubmissionStore:
         )
 
     async def save_revision(self, row: StoredRevision) -> None:
-        columns = list(StoredRevision.__dataclass_fields__)
-        await self.conn.execute(
-            f"""INSERT INTO labels ({", ".join(columns)})
-                VALUES ({", ".join(f"${i}" for i in range(1, len(columns) + 1))})""",
-            *(getattr(row, c) for c in columns),
+        await self.save_revisions([row])
+
+    async def save_revisions(self, rows: list[StoredRevision]) -> None:
+        """Insert revisions in order (one pipelined statement)."""
+        if not rows:
+            return
+        await self.conn.executemany(
+            f"""INSERT INTO labels ({", ".join(_REVISION_COLUMNS)})
+                VALUES ({", ".join(f"${i}" for i in range(1, len(_REVISION_COLUMNS) + 1))})""",
+            [tuple(getattr(row, c) for c in _REVISION_COLUMNS) for row in rows],
         )
 
     async def save_rejection(

@@ -41,13 +41,37 @@ log = get_logger(__name__)
 
 
 @dataclass
+class BatchScope:
+    """What the handlers of one fast-path batch share (see `Route.prefetch`).
+
+    `values` holds what a prefetch hook loaded for the whole batch (and what handlers keep
+    up to date as they write); `finish_with` queues writes that handlers deferred, run in
+    registration order after the last handler and before the outbox flush, inside the
+    batch's savepoint. A record handled on the per-record path gets no scope."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    _finishers: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+
+    def finish_with(self, name: str, action: Callable[[], Awaitable[None]]) -> None:
+        """Run `action` once at the end of the batch (a second call with `name` keeps the
+        first action)."""
+        self._finishers.setdefault(name, action)
+
+    async def finish(self) -> None:
+        for action in self._finishers.values():
+            await action()
+
+
+@dataclass
 class HandlerContext:
-    """What a handler may touch: the transaction's connection and the outbox emitter."""
+    """What a handler may touch: the transaction's connection and the outbox emitter, and
+    on the batch fast path the batch's shared scope."""
 
     conn: asyncpg.Connection
     emitter: Emitter
     delivery: Delivery
     committed: list[Callable[[], None]] = field(default_factory=list)
+    batch: BatchScope | None = None
 
     @property
     def now(self) -> datetime:
@@ -60,6 +84,8 @@ class HandlerContext:
 
 
 Handler = Callable[[HandlerContext, Envelope[Any]], Awaitable[None]]
+# Called once per fast-path batch, before its handlers, with every envelope of the batch.
+Prefetch = Callable[[asyncpg.Connection, BatchScope, Sequence[Envelope[Any]]], Awaitable[None]]
 InvalidHandler = Callable[[HandlerContext, DecodeError], Awaitable[None]]
 ReplayHandler = Callable[[HandlerContext, Envelope[Any], "FirstSeen"], Awaitable[None]]
 
@@ -82,6 +108,10 @@ class Route:
     `on_invalid` answers what none of them can decode. `on_replay` is told about a copy of
     an already handled event id that arrives at another offset (a redelivery of the same
     offset stays silent); either way the copy has no second effect.
+
+    `prefetch` lets the handler load what the whole batch needs in a few set-based queries
+    (and defer its writes to the batch's end) on the fast path; each distinct hook of the
+    batch's routes runs once. Handlers must give the same results with and without it.
     """
 
     topic: Topic
@@ -89,6 +119,7 @@ class Route:
     handler: Handler
     on_invalid: InvalidHandler | None = None
     on_replay: ReplayHandler | None = None
+    prefetch: Prefetch | None = None
 
 
 class _SlowPath(Exception):
@@ -250,13 +281,23 @@ class EventConsumer:
                 )
                 if len(claimed) != len(decoded):
                     raise _SlowPath("a record of the batch was consumed before")
+                scope = BatchScope()
+                hooks: list[Prefetch] = []
+                for _, route, _ in decoded:
+                    if route.prefetch is not None and route.prefetch not in hooks:
+                        hooks.append(route.prefetch)
+                for hook in hooks:
+                    await hook(conn, scope, [envelope for _, _, envelope in decoded])
                 for index, (delivery, route, envelope) in enumerate(decoded):
                     try:
-                        pending += await self._handle_fast(conn, outbox, delivery, route, envelope)
+                        pending += await self._handle_fast(
+                            conn, outbox, scope, delivery, route, envelope
+                        )
                     except Exception as exc:
                         if not is_infrastructure_error(exc) and not isinstance(exc, PoisonMessage):
                             failed[index] = exc
                         raise
+                await scope.finish()
                 await outbox.flush()
         except Exception as exc:
             outbox.discard()
@@ -270,6 +311,7 @@ class EventConsumer:
         self,
         conn: asyncpg.Connection,
         outbox: Outbox,
+        scope: BatchScope,
         delivery: Delivery,
         route: Route,
         envelope: Envelope[Any],
@@ -278,7 +320,10 @@ class EventConsumer:
         with self._span(delivery) as span:
             _bind_event(envelope)
             ctx = HandlerContext(
-                conn, Emitter(self.config.name, outbox, self.clock(), envelope), delivery
+                conn,
+                Emitter(self.config.name, outbox, self.clock(), envelope),
+                delivery,
+                batch=scope,
             )
             with self._timed(envelope):
                 await route.handler(ctx, envelope)

@@ -116,10 +116,16 @@ class GroupLag:
                 await admin.close()
 
 
-async def wait_for_quiet(servers: PrivateServers, timeout: float = 120.0) -> float:
-    """Seconds until quiet; fails with what is still moving after `timeout`."""
+async def wait_for_quiet(
+    servers: PrivateServers, timeout: float = 120.0, settle_s: float = 1.5
+) -> float:
+    """Seconds until quiet; fails with what is still moving after `timeout`.
+
+    Quiet must hold for `settle_s` without a break: one quiet-looking measurement can fall
+    between a service's restart and its first batch."""
     started = time.monotonic()
     previous: dict[TopicPartition, int] | None = None
+    quiet_since: float | None = None
     state: Any = None
     groups = GroupLag(servers.kafka.bootstrap)
     try:
@@ -129,11 +135,15 @@ async def wait_for_quiet(servers: PrivateServers, timeout: float = 120.0) -> flo
                 unsent = await _unsent(servers)
                 state = {"lag": lag, "unsent": unsent}
                 if not any(lag.values()) and not any(unsent.values()) and ends == previous:
-                    return time.monotonic() - started
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since >= settle_s:
+                        return quiet_since - started
+                else:
+                    quiet_since = None
                 previous = ends
             except Exception as exc:  # a server may still be coming back
                 state = repr(exc)
-                previous = None
+                previous = quiet_since = None
                 await groups.close()
             await asyncio.sleep(0.3)
     finally:

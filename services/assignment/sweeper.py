@@ -111,9 +111,14 @@ class Sweeper:
             claim = "SELECT true FROM items WHERE item_id = $1 AND starved FOR UPDATE SKIP LOCKED"
             report.refilled += await self._once(now, claim, item_id, self._fill) or 0
         for item_id in await self._ids(
+            # Only entries some adjudicator could take: queues nobody serves must not
+            # fill every pass's batch and starve the ones somebody does.
             """SELECT q.item_id FROM adjudication_queue q JOIN items i USING (item_id)
                WHERE q.status = 'waiting' AND i.namespace = $3
                AND ($1::text[] IS NULL OR q.task_id = ANY($1))
+               AND EXISTS (SELECT 1 FROM annotators a
+                           WHERE a.task_id = q.task_id AND a.active AND a.role = 'adjudicator'
+                             AND a.tier = q.tier AND a.specialty = q.specialty)
                ORDER BY q.priority DESC, q.enqueued_at, q.item_id LIMIT $2""",
             self.items_namespace,
         ):

@@ -309,3 +309,29 @@ async def test_an_item_nobody_else_may_take_waits_for_a_new_reader_not_for_the_s
     readers = {r["annotator_id"] for r in await open_of(harness, task, item.payload.item_id)}
     assert readers == {only, newcomer}
     assert await harness.pool.fetchval(starved, item.payload.item_id) is False
+
+
+async def test_queues_nobody_serves_do_not_starve_the_sweepers_dispatch(
+    harness: AssignmentHarness,
+) -> None:
+    """Older, higher-priority entries of a queue without adjudicators fill no batch."""
+    unserved = await define(harness, specialty="neuro")
+    served = await define(harness, specialty="chest")
+    for _ in range(3):
+        item = factories.item_event(unserved.task_id, priority=90)
+        await harness.handle(item)
+        await harness.contest(item.payload.item_id, unserved.task_id, ())
+    (adjudicator,) = await annotators(served, ids("adj-", 1), "adjudicator", specialty="chest")
+    waiting = factories.item_event(served.task_id)
+    await harness.handle(waiting)
+    await harness.pool.execute(
+        "UPDATE annotators SET active = false WHERE annotator_id = $1", adjudicator
+    )
+    await harness.contest(waiting.payload.item_id, served.task_id, ())
+    await harness.pool.execute(
+        "UPDATE annotators SET active = true WHERE annotator_id = $1", adjudicator
+    )
+    harness.sweeper.batch = 2  # smaller than the unserved queue
+    assert (await harness.sweeper.sweep()).dispatched == 1
+    (held,) = [r for r in await harness.assignments(served.task_id) if r["kind"] != "label"]
+    assert (held["item_id"], held["annotator_id"]) == (waiting.payload.item_id, adjudicator)

@@ -170,6 +170,8 @@ def demo(
 
     if method not in ("mv", "weighted", "ds"):
         raise typer.BadParameter("method is mv, weighted or ds", param_hint="--method")
+    if not (dataset / "answers.csv").is_file():
+        raise typer.BadParameter(f"no answers.csv in {dataset}", param_hint="--dataset")
 
     result = asyncio.run(
         run_demo(

@@ -421,15 +421,7 @@ class EventConsumer:
         last_error: BaseException | None = failed
         attempts = 1 if failed is not None else 0
         if failed is not None:
-            log.warning(
-                "handler_failed",
-                consumer=self.config.name,
-                topic=delivery.topic,
-                partition=delivery.partition,
-                offset=delivery.offset,
-                attempt=1,
-                error=repr(failed),
-            )
+            self._log_failure(delivery, 1, failed)
             if self.config.max_attempts > 1:
                 await asyncio.sleep(self.config.retry_backoff_s)
         first_attempt = attempts + 1
@@ -453,20 +445,23 @@ class EventConsumer:
                 last_error = exc
                 if isinstance(exc, PoisonMessage):
                     break
-                log.warning(
-                    "handler_failed",
-                    consumer=self.config.name,
-                    topic=delivery.topic,
-                    partition=delivery.partition,
-                    offset=delivery.offset,
-                    attempt=attempts,
-                    error=repr(exc),
-                )
+                self._log_failure(delivery, attempts, exc)
                 if attempts < self.config.max_attempts:
                     await asyncio.sleep(self.config.retry_backoff_s * 2 ** (attempts - 1))
         assert last_error is not None
         await self._dead_letter(conn, delivery, event_id, last_error, attempts)
         return "dead_lettered"
+
+    def _log_failure(self, delivery: Delivery, attempt: int, error: BaseException) -> None:
+        log.warning(
+            "handler_failed",
+            consumer=self.config.name,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            attempt=attempt,
+            error=repr(error),
+        )
 
     async def _attempt(
         self,

@@ -54,10 +54,11 @@ def e_step(
     votes = [item_categorical.votes_of(policy, s) for s in states]
     units = posterior_units(policy, "", votes, view, policy.n_classes)
     share_prior = item_categorical.share_prior_of(policy, view)
+    crowd = item_categorical.crowd_of(policy, view)
     out: list[tuple[ItemState, Decision]] = []
     for state, item_votes, row in zip(states, votes, units, strict=True):
         decision, contribution = item_categorical.finish(
-            policy, state, item_votes, row, view.version, share_prior
+            policy, state, item_votes, row, view.version, share_prior, crowd
         )
         out.append((state.with_contribution(contribution), decision))
     return out

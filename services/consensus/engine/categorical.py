@@ -69,6 +69,15 @@ def uses_pooled_prior(policy: ConsensusPolicy) -> bool:
     return policy.method != "mv" and bool(policy.params.get("pooled_prior", False))
 
 
+def stops_on_gain(policy: ConsensusPolicy) -> bool:
+    return float(policy.params.get("stop_gain", 0.0)) > 0.0
+
+
+def keeps_pooled_counts(policy: ConsensusPolicy) -> bool:
+    """The crowd's confusion counts are kept for a pooled prior or the horizon gain."""
+    return policy.method != "mv" and (uses_pooled_prior(policy) or stops_on_gain(policy))
+
+
 def class_counts(view: ReliabilityView, scope: str, k: int) -> IntArray:
     units = view.entry((scope, CLASS_KEY, 0))
     return np.zeros(k, dtype=np.int64) if units is None else units.copy()
@@ -115,6 +124,29 @@ def prior_accuracy(policy: ConsensusPolicy, pooled: IntArray) -> float:
     correct = float(np.trace(pooled)) / SCALE
     total = float(pooled.sum()) / SCALE
     return (correct + strength * p0) / (total + strength)
+
+
+def crowd_confusion(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
+    """(K, K) rows P(label | class) of an unknown reader from the crowd.
+
+    mv: the symmetric mv_accuracy reader; weighted: symmetric at the crowd's pooled
+    accuracy; ds: the crowd's pooled confusion matrix. Both pooled ones start from the
+    symmetric prior, so a crowd with no history is the prior_accuracy reader.
+    """
+    k = pooled.shape[-1]
+    if policy.method == "ds":
+        crowd = pooled / SCALE + symmetric_prior(policy, k)
+        return np.asarray(crowd / crowd.sum(axis=-1, keepdims=True), dtype=np.float64)
+    if policy.method == "mv":
+        p = policy.float_param("mv_accuracy")
+    else:
+        strength = policy.float_param("prior_strength")
+        correct = float(np.trace(pooled)) / SCALE
+        total = float(pooled.sum()) / SCALE
+        p = (correct + strength * policy.float_param("prior_accuracy")) / (total + strength)
+    theta = np.full((k, k), (1.0 - p) / (k - 1))
+    np.fill_diagonal(theta, p)
+    return theta
 
 
 def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray, pooled: IntArray) -> FloatArray:

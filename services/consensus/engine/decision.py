@@ -100,21 +100,36 @@ def outcome_for(
     critical: bool,
     spread_too_wide: bool,
     flip_risk: Callable[[], float] | None = None,
+    horizon_gain: Callable[[], float] | None = None,
 ) -> tuple[Outcome, str]:
     """The decision rule, in order: critical finding, ordinal spread, confidence, count.
 
-    flip_risk (curtailing policies only): computed once the threshold is met; reaching
-    also needs it at most stop_flip_risk.
+    flip_risk (curtailing policies only): computed once a reaching rule is met; reaching
+    also needs it at most stop_flip_risk. horizon_gain (policies with stop_gain): below
+    the threshold, an item at least stop_gain_floor confident is also reached when the
+    labels up to max_labels would raise its expected accuracy by at most stop_gain and
+    by at most stop_gain_share of its remaining error (engine/horizon.py).
     """
     if critical:
         return "contested", "critical finding reported"
     if spread_too_wide:
         return "contested", "ordinal spread exceeds max_spread"
     unsettled = False
-    if n_annotators >= policy.min_labels and confidence >= policy.threshold:
-        if flip_risk is None or flip_risk() <= policy.float_param("stop_flip_risk"):
-            return "reached", "confidence threshold met"
-        unsettled = True
+    if n_annotators >= policy.min_labels:
+        reason = None
+        if confidence >= policy.threshold:
+            reason = "confidence threshold met"
+        elif (
+            horizon_gain is not None
+            and n_annotators < policy.max_labels
+            and confidence >= policy.float_param("stop_gain_floor")
+            and _horizon_cannot_fix_it(policy, confidence, horizon_gain())
+        ):
+            reason = "more labels would not change it"
+        if reason is not None:
+            if flip_risk is None or flip_risk() <= policy.float_param("stop_flip_risk"):
+                return "reached", reason
+            unsettled = True
     if n_annotators < policy.max_labels:
         if unsettled:
             return "needs_more", "majority not settled"
@@ -122,6 +137,12 @@ def outcome_for(
             "below min_labels" if n_annotators < policy.min_labels else "below threshold"
         )
     return "contested", "max_labels reached without confidence"
+
+
+def _horizon_cannot_fix_it(policy: ConsensusPolicy, confidence: float, gain: float) -> bool:
+    """The labels to come add at most stop_gain, and at most stop_gain_share of the error."""
+    fixable = policy.float_param("stop_gain_share") * (1.0 - confidence)
+    return gain <= policy.float_param("stop_gain") and gain <= fixable
 
 
 def make_decision(

@@ -7,10 +7,17 @@ from functools import partial
 
 import numpy as np
 
-from services.consensus.engine.categorical import posterior_units, uses_pooled_prior
+from services.consensus.engine.categorical import (
+    crowd_confusion,
+    keeps_pooled_counts,
+    pooled_counts,
+    posterior_units,
+    stops_on_gain,
+)
 from services.consensus.engine.curtail import agreement_units, flip_risk, learned_share_prior
 from services.consensus.engine.decision import Decision, Outcome, make_decision, outcome_for
-from services.consensus.engine.fixedpoint import SCALE, IntArray
+from services.consensus.engine.fixedpoint import SCALE, FloatArray, IntArray
+from services.consensus.engine.horizon import horizon_gain
 from services.consensus.engine.policy import ConsensusPolicy
 from services.consensus.engine.reliability import (
     AGREEMENT_COLUMN,
@@ -62,10 +69,12 @@ def finish(
     units: IntArray,
     reliability_version: str,
     share_prior: float = 1.0,
+    crowd: FloatArray | None = None,
 ) -> tuple[Decision, Contribution]:
     """Apply adjudication/gold overrides and the decision rule; shared by step and batch.
 
-    share_prior: the curtailment's Dirichlet alpha (`share_prior_of` the snapshot used).
+    share_prior: the curtailment's Dirichlet alpha (`share_prior_of` the snapshot used);
+    crowd: the future reader's confusion matrix for the horizon gain (`crowd_of`).
     """
     k = policy.n_classes
     method: str | None = None
@@ -99,12 +108,14 @@ def finish(
     if reason_override is not None:
         outcome, reason = "reached", reason_override
     else:
-        risk = None
+        risk = gain = None
+        remaining = policy.max_labels - n_annotators
         if curtails(policy):
-            remaining = policy.max_labels - n_annotators
             risk = partial(flip_risk, tuple(vote_mass), remaining, share_prior)
+        if crowd is not None:
+            gain = partial(horizon_gain, units / SCALE, crowd, remaining)
         outcome, reason = outcome_for(
-            policy, n_annotators, confidence, critical, too_wide, flip_risk=risk
+            policy, n_annotators, confidence, critical, too_wide, risk, gain
         )
     learn = bool(policy.param("learn_from_consensus")) or reason_override is not None
     decision = make_decision(
@@ -122,7 +133,7 @@ def finish(
         method=method,
         details={"spread": spread} if policy.kind == "ordinal" else None,
     )
-    contribution = contribution_of("", votes, units, learn, uses_pooled_prior(policy))
+    contribution = contribution_of("", votes, units, learn, keeps_pooled_counts(policy))
     if learns_share_prior(policy) and votes:
         key = ("", CLASS_KEY, AGREEMENT_COLUMN)
         contribution = (*contribution, (key, agreement_units(vote_mass)))
@@ -147,10 +158,25 @@ def share_prior_of(policy: ConsensusPolicy, view: ReliabilityView) -> float:
     return learned_share_prior(agreement, policy.n_classes)
 
 
+def crowd_of(policy: ConsensusPolicy, view: ReliabilityView) -> FloatArray | None:
+    """The future reader's confusion matrix, for policies that stop on the horizon gain."""
+    if not stops_on_gain(policy):
+        return None
+    return crowd_confusion(policy, pooled_counts(view, "", policy.n_classes))
+
+
 def evaluate(
     policy: ConsensusPolicy, state: ItemState, view: ReliabilityView
 ) -> tuple[Decision, Contribution]:
     """Posterior, decision and ledger contribution of one item under a snapshot."""
     votes = votes_of(policy, state)
     units = posterior_units(policy, "", [votes], view, policy.n_classes)[0]
-    return finish(policy, state, votes, units, view.version, share_prior_of(policy, view))
+    return finish(
+        policy,
+        state,
+        votes,
+        units,
+        view.version,
+        share_prior_of(policy, view),
+        crowd_of(policy, view),
+    )

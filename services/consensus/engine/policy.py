@@ -67,6 +67,16 @@ POOLED_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
         # Dirichlet pseudo-votes per class on the item's vote shares for that risk;
         # 0 = learned from the crowd's observed agreement (empirical Bayes).
         "stop_share_prior": 0.0,
+        # Horizon gain (0 = off; see engine/horizon.py): below the threshold, also reach
+        # when the labels up to max_labels would raise P(correct) by at most this...
+        "stop_gain": 0.0,
+        # ...the item is at least this confident (a doubtful item goes on to be contested
+        # at max_labels rather than being reached early)...
+        "stop_gain_floor": 0.9,
+        # ...and those labels could fix at most this share of its remaining error. Where
+        # they could fix nearly all of it the gain is just 1 - confidence, and reaching
+        # on it would trust the posterior's calibration below the threshold.
+        "stop_gain_share": 0.5,
     }
 )
 
@@ -187,6 +197,13 @@ class ConsensusPolicy:
             raise ValueError("repeat_rule is 'split' or 'latest'")
         if not 0.0 <= float(merged.get("stop_flip_risk", 0.0)) < 1.0:
             raise ValueError("stop_flip_risk must be in [0, 1)")
+        if not 0.0 <= float(merged.get("stop_gain", 0.0)) < 1.0:
+            raise ValueError("stop_gain must be in [0, 1)")
+        for bounded in ("stop_gain_floor", "stop_gain_share"):
+            if not 0.0 <= float(merged.get(bounded, 0.0)) <= 1.0:
+                raise ValueError(f"{bounded} must be in [0, 1]")
+        if float(merged.get("stop_gain", 0.0)) > 0.0 and self.max_labels > MAX_CURTAILED_LABELS:
+            raise ValueError(f"the horizon gain needs max_labels <= {MAX_CURTAILED_LABELS}")
         if float(merged.get("stop_flip_risk", 0.0)) > 0.0:
             if self.max_labels > MAX_CURTAILED_LABELS:
                 raise ValueError(f"curtailment needs max_labels <= {MAX_CURTAILED_LABELS}")

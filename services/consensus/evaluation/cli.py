@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from services.consensus.evaluation.settings import DynamicSettings
+
+DEFAULTS = DynamicSettings()
+
 
 def eval_command(
     dataset_dir: Annotated[Path, typer.Argument(help="Folder with answers.csv and truth.csv")],
@@ -20,30 +24,41 @@ def eval_command(
         Path | None, typer.Option("--plot", help="Write accuracy vs labels used (PNG)")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the replay order")] = 0,
-    min_labels: Annotated[int, typer.Option(help="Dynamic: labels before reaching")] = 2,
+    min_labels: Annotated[
+        int, typer.Option(help="Dynamic: labels before reaching")
+    ] = DEFAULTS.min_labels,
     max_labels: Annotated[
         int, typer.Option(help="Dynamic: labels before contesting (0: the dataset's overlap)")
-    ] = 20,
-    threshold: Annotated[float, typer.Option(help="Dynamic: posterior confidence")] = 0.999,
+    ] = DEFAULTS.max_labels,
+    threshold: Annotated[
+        float, typer.Option(help="Dynamic: posterior confidence")
+    ] = DEFAULTS.threshold,
     assign: Annotated[
         str,
         typer.Option(help="Dynamic: 'informed' asks the most informative annotator; 'seeded'"),
-    ] = "informed",
+    ] = DEFAULTS.assign,
     pooled_prior: Annotated[
         bool,
         typer.Option(help="weighted/ds: centre each annotator's prior on the crowd's matrix"),
-    ] = False,
+    ] = DEFAULTS.pooled_prior,
     flip_risk: Annotated[
         float,
         typer.Option(help="Dynamic: reach only if P(majority of max_labels flips) <= this"),
-    ] = 0.0,
+    ] = DEFAULTS.flip_risk,
+    stop_gain: Annotated[
+        float,
+        typer.Option(
+            help="Dynamic: also reach once the labels up to max_labels could add at most "
+            "this much expected accuracy (0 = off)"
+        ),
+    ] = DEFAULTS.stop_gain,
     crowdkit: Annotated[bool, typer.Option(help="Also fit crowd-kit's methods")] = True,
 ) -> None:
     """Replay DATASET_DIR through the engine one label at a time and report accuracy."""
     from services.consensus.evaluation.dataset import load_dataset
     from services.consensus.evaluation.report import plot as write_plot
     from services.consensus.evaluation.report import to_json
-    from services.consensus.evaluation.runner import DynamicSettings, evaluate
+    from services.consensus.evaluation.runner import evaluate
 
     if policy not in ("fixed", "dynamic"):
         raise typer.BadParameter("--policy is 'fixed' or 'dynamic'")
@@ -51,7 +66,9 @@ def eval_command(
         raise typer.BadParameter("--assign is 'informed' or 'seeded'")
     dataset = load_dataset(dataset_dir)
     dynamic = (
-        DynamicSettings(min_labels, max_labels, threshold, assign, pooled_prior, flip_risk)
+        DynamicSettings(
+            min_labels, max_labels, threshold, assign, pooled_prior, flip_risk, stop_gain
+        )
         if policy == "dynamic"
         else None
     )

@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 from typing import Any
 
 from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
 from services.consensus.evaluation.dataset import Dataset
 from services.consensus.evaluation.replay import accuracy, policy_for, replay, seeded_order
+from services.consensus.evaluation.settings import DynamicSettings
 
 ENGINE_METHODS = ("mv", "weighted", "ds")
-
-
-@dataclass(frozen=True)
-class DynamicSettings:
-    """The live-collection policy the dynamic simulation applies to every item."""
-
-    min_labels: int = 2
-    # 0: the dataset's overlap (median labels per item), the fixed design's budget.
-    max_labels: int = 20
-    threshold: float = 0.999
-    assign: str = "informed"
-    # weighted/ds, fixed and dynamic runs alike: annotator priors centred on the crowd.
-    pooled_prior: bool = False
-    # Bayesian curtailment (0 = off): reach only when the majority is settled.
-    flip_risk: float = 0.0
-
-    def method_params(self, method: str) -> dict[str, float | bool]:
-        """Policy params the fixed run of `method` shares with its dynamic run."""
-        return {"pooled_prior": True} if self.pooled_prior and method != "mv" else {}
 
 
 def _cost(step_ns: list[int]) -> dict[str, float]:
@@ -125,7 +106,12 @@ def evaluate(
 
 
 def _curtailment(dynamic: DynamicSettings) -> dict[str, float | bool]:
-    return {"stop_flip_risk": dynamic.flip_risk} if dynamic.flip_risk > 0.0 else {}
+    params: dict[str, float | bool] = {}
+    if dynamic.flip_risk > 0.0:
+        params["stop_flip_risk"] = dynamic.flip_risk
+    if dynamic.stop_gain > 0.0:
+        params["stop_gain"] = dynamic.stop_gain
+    return params
 
 
 def _is_tie(distribution: Any) -> bool:

@@ -28,8 +28,18 @@ from .helpers import fold, stream
 
 CLASSES = ("a", "b", "c")
 # "+pooled": annotator priors centred on the crowd; "+curtailed": Bayesian curtailment
-# with the vote-share prior learned from the crowd's agreement.
-METHODS = ("mv", "weighted", "ds", "weighted+pooled", "ds+pooled", "mv+curtailed", "ds+curtailed")
+# with the vote-share prior learned from the crowd's agreement; "+gain": the horizon gain.
+METHODS = (
+    "mv",
+    "weighted",
+    "ds",
+    "weighted+pooled",
+    "ds+pooled",
+    "mv+curtailed",
+    "ds+curtailed",
+    "mv+gain",
+    "ds+gain",
+)
 ANNOTATORS = [f"r{i}" for i in range(6)]
 
 
@@ -39,6 +49,8 @@ def policy(variant: str) -> ConsensusPolicy:
     curtailed = option == "curtailed"
     if curtailed:
         params["stop_flip_risk"] = 0.05
+    if option == "gain":
+        params["stop_gain"] = 0.02
     return ConsensusPolicy(
         method=method,  # type: ignore[arg-type]
         kind="categorical",

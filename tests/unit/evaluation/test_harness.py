@@ -94,3 +94,20 @@ def test_curtailment_and_the_pooled_prior_are_dynamic_options_that_hold_items_lo
     used = curtailed["results"]["consilium-mv-dynamic"]["labels_used"]
     assert used > plain["results"]["consilium-mv-dynamic"]["labels_used"]
     assert curtailed["results"]["consilium-mv"]["accuracy"] == 1.0
+
+
+def test_the_horizon_gain_is_on_by_default_and_saves_labels_on_a_short_horizon(
+    tmp_path: Path,
+) -> None:
+    _write_synthetic(tmp_path)
+    base = [str(tmp_path), "--json", "--no-crowdkit", "--policy", "dynamic"]
+    default = json.loads(CliRunner().invoke(_app(), base).output)
+    off = json.loads(CliRunner().invoke(_app(), [*base, "--stop-gain", "0"]).output)
+    assert default["dynamic"]["stop_gain"] == 0.01
+    assert default["dynamic"]["max_labels"] == 0  # the horizon: the dataset's overlap
+    assert off["dynamic"]["stop_gain"] == 0.0
+    for method in ("mv", "ds"):
+        with_gain = default["results"][f"consilium-{method}-dynamic"]
+        without = off["results"][f"consilium-{method}-dynamic"]
+        assert with_gain["labels_used"] < without["labels_used"]
+        assert with_gain["accuracy"] == 1.0

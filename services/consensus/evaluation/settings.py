@@ -1,0 +1,29 @@
+"""The live-collection settings `consilium eval --policy dynamic` simulates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DynamicSettings:
+    """The live-collection policy the dynamic simulation applies to every item."""
+
+    min_labels: int = 2
+    # 0: the dataset's overlap (median labels per item), the fixed design's budget and
+    # so the horizon of the gain rule.
+    max_labels: int = 0
+    threshold: float = 0.999
+    assign: str = "informed"
+    # weighted/ds, fixed and dynamic runs alike: annotator priors centred on the crowd,
+    # so a reader seen once is trusted like the average reader, not like a stranger.
+    pooled_prior: bool = True
+    # Bayesian curtailment (0 = off): reach only when the majority is settled.
+    flip_risk: float = 0.0
+    # Horizon gain (0 = off): also reach once the labels up to max_labels could add at
+    # most this much expected accuracy (and half the item's error; engine/horizon.py).
+    stop_gain: float = 0.01
+
+    def method_params(self, method: str) -> dict[str, float | bool]:
+        """Policy params the fixed run of `method` shares with its dynamic run."""
+        return {"pooled_prior": True} if self.pooled_prior and method != "mv" else {}

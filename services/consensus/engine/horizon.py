@@ -12,9 +12,11 @@ confusion matrix theta (row: true class) and y | c is multinomial(r, theta_c):
     gain = sum over count vectors y of max_c pi_c Mult(y; r, theta_c) - max_c pi_c.
 
 Reaching when gain <= stop_gain bounds the accuracy given up against the fixed design by
-stop_gain per item. Since gain <= 1 - max pi, the rule never stops later than a confidence
-threshold of 1 - stop_gain; it stops earlier where the horizon is short or the crowd is
-noisy, that is where the labels still to come could not fix the answer anyway.
+stop_gain per item. Since gain <= 1 - max pi, on its own the rule would be at least as
+eager as a confidence threshold of 1 - stop_gain; the decision rule (decision.outcome_for)
+therefore also asks that the item be stop_gain_floor confident and that the gain be at
+most stop_gain_share of its error, so that it stops early only where the horizon is short
+or the crowd noisy, where the labels still to come could not fix the answer anyway.
 
 The sum is exact over the C(r + K - 1, K - 1) count vectors. Above MAX_OUTCOMES the labels
 of the least likely classes are pooled into one "other" outcome: a coarser y, so the gain

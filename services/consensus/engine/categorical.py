@@ -101,29 +101,36 @@ def symmetric_prior(policy: ConsensusPolicy, k: int) -> FloatArray:
     return prior
 
 
+def pooled_confusion(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
+    """The crowd's confusion matrix: its K x K counts plus the symmetric prior, per row."""
+    crowd = pooled / SCALE + symmetric_prior(policy, pooled.shape[-1])
+    return np.asarray(crowd / crowd.sum(axis=-1, keepdims=True), dtype=np.float64)
+
+
+def pooled_accuracy(policy: ConsensusPolicy, pooled: IntArray) -> float:
+    """The crowd's accuracy: its correct share under the prior_accuracy Beta prior."""
+    strength = policy.float_param("prior_strength")
+    correct = float(np.trace(pooled)) / SCALE
+    total = float(pooled.sum()) / SCALE
+    return (correct + strength * policy.float_param("prior_accuracy")) / (total + strength)
+
+
 def dirichlet_prior(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
     """Each annotator's per-row pseudo-counts: symmetric, or centred on the crowd.
 
     pooled: the crowd's K x K counts (ignored unless the policy pools).
     """
-    k = pooled.shape[-1]
-    prior = symmetric_prior(policy, k)
     if not uses_pooled_prior(policy):
-        return prior
-    crowd = pooled / SCALE + prior
-    centre = crowd / crowd.sum(axis=-1, keepdims=True)
+        return symmetric_prior(policy, pooled.shape[-1])
+    centre = pooled_confusion(policy, pooled)
     return np.asarray(policy.float_param("prior_strength") * centre, dtype=np.float64)
 
 
 def prior_accuracy(policy: ConsensusPolicy, pooled: IntArray) -> float:
     """Centre of the one-coin Beta prior: prior_accuracy, or the crowd's pooled accuracy."""
-    p0 = policy.float_param("prior_accuracy")
     if not uses_pooled_prior(policy):
-        return p0
-    strength = policy.float_param("prior_strength")
-    correct = float(np.trace(pooled)) / SCALE
-    total = float(pooled.sum()) / SCALE
-    return (correct + strength * p0) / (total + strength)
+        return policy.float_param("prior_accuracy")
+    return pooled_accuracy(policy, pooled)
 
 
 def crowd_confusion(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
@@ -133,17 +140,14 @@ def crowd_confusion(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
     accuracy; ds: the crowd's pooled confusion matrix. Both pooled ones start from the
     symmetric prior, so a crowd with no history is the prior_accuracy reader.
     """
-    k = pooled.shape[-1]
     if policy.method == "ds":
-        crowd = pooled / SCALE + symmetric_prior(policy, k)
-        return np.asarray(crowd / crowd.sum(axis=-1, keepdims=True), dtype=np.float64)
-    if policy.method == "mv":
-        p = policy.float_param("mv_accuracy")
-    else:
-        strength = policy.float_param("prior_strength")
-        correct = float(np.trace(pooled)) / SCALE
-        total = float(pooled.sum()) / SCALE
-        p = (correct + strength * policy.float_param("prior_accuracy")) / (total + strength)
+        return pooled_confusion(policy, pooled)
+    k = pooled.shape[-1]
+    p = (
+        policy.float_param("mv_accuracy")
+        if policy.method == "mv"
+        else pooled_accuracy(policy, pooled)
+    )
     theta = np.full((k, k), (1.0 - p) / (k - 1))
     np.fill_diagonal(theta, p)
     return theta

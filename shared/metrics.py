@@ -24,6 +24,7 @@ class Metrics:
     adjudication_waiting: Gauge
     adjudication_oldest_seconds: Gauge
     adjudication_sla_breaches: Counter
+    reestimated_items: Counter
 
 
 def _build() -> Metrics:
@@ -114,6 +115,12 @@ def _build() -> Metrics:
             "consilium_adjudication_sla_breaches_total",
             "Contested items overdue at the last adjudication tier.",
             ["task", "specialty"],
+            registry=registry,
+        ),
+        reestimated_items=Counter(
+            "consilium_reestimated_items_total",
+            "Reached items the periodic re-estimate checked, and those it republished.",
+            ["result"],
             registry=registry,
         ),
     )

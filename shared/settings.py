@@ -58,6 +58,9 @@ class ServiceSettings(BaseSettings):
     exactly_once_relay: bool = False
     # Export only: also publish each consensus version as FHIR on consensus.fhir.v1.
     publish_fhir: bool = False
+    # Consensus only: decide every reached item again under the current reliability this
+    # often, publishing those whose label flips (0 = only on `consilium reestimate`).
+    reestimate_interval_s: float = Field(0.0, ge=0.0)
     db_pool_max: int = Field(8, ge=1, le=100)
 
 

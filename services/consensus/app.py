@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 
 from services.consensus.handlers import ConsensusHandlers
+from services.consensus.reestimate import run_periodically
 from services.consensus.reliability_store import PgReliability
-from shared.runtime import Dependencies, ServiceDefinition, Wiring
+from shared.runtime import BackgroundLoop, Dependencies, ServiceDefinition, Wiring
 from shared.topics import (
     ADJUDICATION_REQUESTED,
     ANNOTATORS_SKILL,
@@ -21,14 +22,28 @@ from shared.topics import (
 
 
 async def build(deps: Dependencies) -> Wiring:
-    """Load the reliability ledger before consuming; refresh it in the background."""
+    """Load the reliability ledger before consuming; refresh it in the background and,
+    when configured, re-estimate reached items periodically under it."""
     reliability = PgReliability()
     await reliability.load(deps.pool)
+    handlers = ConsensusHandlers(reliability)
 
     async def refresh(stopping: asyncio.Event) -> None:
         await reliability.run(deps.pool, stopping)
 
-    return Wiring(ConsensusHandlers(reliability).routes(), (refresh,))
+    async def reestimate(stopping: asyncio.Event) -> None:
+        await run_periodically(
+            deps.pool,
+            handlers,
+            stopping,
+            interval_s=deps.settings.reestimate_interval_s,
+            topic_prefix=deps.stack.topic_prefix,
+        )
+
+    background: tuple[BackgroundLoop, ...] = (refresh,)
+    if deps.settings.reestimate_interval_s > 0.0:
+        background = (refresh, reestimate)
+    return Wiring(handlers.routes(), background)
 
 
 DEFINITION = ServiceDefinition(

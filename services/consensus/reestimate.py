@@ -9,13 +9,18 @@ escalating settled items in bulk is an operator's decision, not a side effect). 
 flip is one transaction: the item's new state, the decision (reason
 `reliability_reestimate`) and the ConsensusReached event in the outbox, superseding the
 published version as any other change does.
+
+`run_periodically` sweeps on a timer inside the service; of several consensus
+instances, only the one holding the sweep's advisory lock sweeps in a given round.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -26,11 +31,17 @@ from services.consensus.scoped import TaskView
 from services.consensus.state import TrackedItem
 from services.consensus.store import PgConsensusStore
 from shared.kafka.consumer import HandlerContext
+from shared.kafka.errors import is_infrastructure_error
 from shared.kafka.outbox import Emitter, Outbox
 from shared.kafka.records import Delivery
+from shared.logging import get_logger
+from shared.metrics import METRICS
+
+log = get_logger(__name__)
 
 REASON = "reliability_reestimate"
 PRODUCER = "consensus"
+SWEEP_LOCK = 0x52455354  # "REST": one periodic sweep at a time across instances
 
 
 @dataclass
@@ -75,6 +86,57 @@ async def reestimate(
             if await _reestimate_item(conn, handlers, row["item_id"], topic_prefix, now()):
                 report.flipped.append(row["item_id"])
         after = rows[-1]["item_id"]
+
+
+async def run_periodically(
+    pool: asyncpg.Pool,
+    handlers: ConsensusHandlers,
+    stopping: asyncio.Event,
+    *,
+    interval_s: float,
+    topic_prefix: str,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Sweep every reached item each `interval_s` until stopped; an outage skips a round."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=interval_s)
+        if stopping.is_set():
+            return
+        try:
+            await sweep_once(pool, handlers, topic_prefix=topic_prefix, now=now)
+        except Exception as exc:
+            if not is_infrastructure_error(exc):
+                log.exception("reestimate_sweep_failed")
+            else:
+                log.warning("reestimate_sweep_postponed", error=repr(exc))
+
+
+async def sweep_once(
+    pool: asyncpg.Pool,
+    handlers: ConsensusHandlers,
+    *,
+    topic_prefix: str,
+    now: Callable[[], datetime],
+) -> ReestimateReport | None:
+    """One sweep over every task, or None when another instance is sweeping."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", SWEEP_LOCK):
+            return None
+        try:
+            report = await reestimate(
+                conn,  # type: ignore[arg-type]  # a pool proxy is a Connection at run time
+                handlers,
+                task_id=None,
+                topic_prefix=topic_prefix,
+                now=now,
+            )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1, 0)", SWEEP_LOCK)
+    METRICS.reestimated_items.labels("checked").inc(report.checked)
+    METRICS.reestimated_items.labels("flipped").inc(len(report.flipped))
+    log.info("reestimate_swept", checked=report.checked, flipped=len(report.flipped))
+    return report
 
 
 async def _reestimate_item(

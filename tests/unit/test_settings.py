@@ -23,3 +23,14 @@ def test_explicit_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyP
 def test_an_unknown_service_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown service"):
         service_settings("billing")
+
+
+def test_the_periodic_reestimate_is_off_unless_an_interval_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert service_settings("consensus").reestimate_interval_s == 0.0
+    monkeypatch.setenv("CONSILIUM_CONSENSUS_REESTIMATE_INTERVAL_S", "3600")
+    assert service_settings("consensus").reestimate_interval_s == 3600.0
+    monkeypatch.setenv("CONSILIUM_CONSENSUS_REESTIMATE_INTERVAL_S", "-1")
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        service_settings("consensus")

@@ -130,4 +130,5 @@ def decision_record(decision: engine.Decision, state: engine.ItemState) -> Decis
         reason=decision.reason,
         policy_digest=decision.policy_digest,
         contributing_annotators=tuple(readers),
+        stopping=dict(decision.details.get("stopping", {})),
     )

@@ -40,6 +40,9 @@ class DecisionRecord(InternalPayload):
     policy_digest: str = ""
     # Pseudonymous ids of the readers behind contributing_label_ids (for provenance).
     contributing_annotators: tuple[str, ...] = ()
+    # What the stopping rules computed when the decision rule consulted them (horizon_gain,
+    # flip_risk), so a reach below the threshold shows the value it was reached on.
+    stopping: dict[str, float] = Field(default_factory=dict)
 
 
 class ConsensusReached(InternalPayload):

@@ -37,8 +37,8 @@ def test_a_policy_the_engine_cannot_apply_is_refused() -> None:
         engine_policy(factories.task("t", policy=ConsensusPolicy(method="median")))
 
 
-def _accepted(value: str) -> LabelAccepted:
-    submitted = factories.label_event("item-1", "t", "reader-a", value).payload
+def _accepted(value: str, reader: str = "reader-a") -> LabelAccepted:
+    submitted = factories.label_event("item-1", "t", reader, value).payload
     return LabelAccepted(
         label_id=uuid.uuid4(),
         received_at=factories.NOW,
@@ -61,6 +61,26 @@ def test_a_decision_travels_with_its_complete_record() -> None:
     assert record.parameters == policy.to_dict()
     assert record.policy_digest == policy.digest
     assert record.reliability_version == ReliabilitySnapshot.empty().version
+    assert record.stopping == {}
+
+
+def test_a_reach_below_the_threshold_carries_the_gain_it_was_reached_on() -> None:
+    task = factories.task(
+        "t",
+        policy=ConsensusPolicy(
+            method="mv", min_labels=2, max_labels=3, threshold=0.999, params={"stop_gain": 0.05}
+        ),
+    )
+    policy = engine_policy(task)
+    state = engine.ItemState.new("item-1")
+    for reader in ("reader-a", "reader-b"):
+        label = observation(_accepted("1", reader))
+        result = engine.step(policy, state, label, ReliabilitySnapshot.empty())
+        state = result.state
+    record = decision_record(result.decision, result.state)
+    assert (record.outcome, record.reason) == ("reached", "more labels would not change it")
+    assert record.stopping == dict(result.decision.details["stopping"])
+    assert 0.0 <= record.stopping["horizon_gain"] <= 0.05
 
 
 def test_each_task_reads_and_writes_its_own_reliability_scope() -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -105,15 +106,20 @@ def finish(
     too_wide = policy.kind == "ordinal" and policy.max_spread is not None
     too_wide = too_wide and spread > (policy.max_spread or 0)
     outcome: Outcome
+    stopping: dict[str, float] = {}
     if reason_override is not None:
         outcome, reason = "reached", reason_override
     else:
         risk = gain = None
         remaining = policy.max_labels - n_annotators
         if curtails(policy):
-            risk = partial(flip_risk, tuple(vote_mass), remaining, share_prior)
+            risk = _recorded(
+                stopping, "flip_risk", partial(flip_risk, tuple(vote_mass), remaining, share_prior)
+            )
         if crowd is not None:
-            gain = partial(horizon_gain, units / SCALE, crowd, remaining)
+            gain = _recorded(
+                stopping, "horizon_gain", partial(horizon_gain, units / SCALE, crowd, remaining)
+            )
         outcome, reason = outcome_for(
             policy, n_annotators, confidence, critical, too_wide, risk, gain
         )
@@ -131,13 +137,35 @@ def finish(
         label_ids=label_ids,
         reliability_version=reliability_version,
         method=method,
-        details={"spread": spread} if policy.kind == "ordinal" else None,
+        details=_details(policy, spread, stopping),
     )
     contribution = contribution_of("", votes, units, learn, keeps_pooled_counts(policy))
     if learns_share_prior(policy) and votes:
         key = ("", CLASS_KEY, AGREEMENT_COLUMN)
         contribution = (*contribution, (key, agreement_units(vote_mass)))
     return decision, contribution
+
+
+def _recorded(
+    evidence: dict[str, float], name: str, compute: Callable[[], float]
+) -> Callable[[], float]:
+    """`compute`, keeping its value under `name` when the decision rule asks for it."""
+
+    def call() -> float:
+        evidence[name] = compute()
+        return evidence[name]
+
+    return call
+
+
+def _details(
+    policy: ConsensusPolicy, spread: int, stopping: dict[str, float]
+) -> dict[str, Any] | None:
+    """An ordinal item's spread; the stopping rules' values when the rule computed them."""
+    details: dict[str, Any] = {"spread": spread} if policy.kind == "ordinal" else {}
+    if stopping:
+        details["stopping"] = dict(sorted(stopping.items()))
+    return details or None
 
 
 def curtails(policy: ConsensusPolicy) -> bool:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.consensus.engine import ConsensusPolicy, ItemState, ReliabilitySnapshot, horizon, step
+from services.consensus.engine.curtail import flip_risk
 from services.consensus.engine.fixedpoint import SCALE
 from services.consensus.engine.horizon import horizon_gain
 from services.consensus.engine.reliability import ReliabilityLedger
@@ -109,6 +110,39 @@ def test_a_confident_item_with_a_short_horizon_is_reached_before_the_threshold()
     assert short.confidence == pytest.approx(36 / 38, abs=1e-6)
     assert (short.outcome, short.reason) == ("reached", "more labels would not change it")
     assert long.outcome == "needs_more"
+
+
+def test_a_decision_records_the_gain_it_was_reached_on() -> None:
+    labels = [label("1", "x", "a"), label("2", "y", "a")]
+    _, reached = fold(policy(3), labels, EMPTY)
+    _, first = fold(policy(3), labels[:1], EMPTY)
+    assert reached is not None and first is not None
+    mv = np.full((3, 3), 0.125)
+    np.fill_diagonal(mv, 0.75)
+    posterior = np.array([reached.distribution[c] for c in CLASSES])
+    recorded = reached.details["stopping"]["horizon_gain"]
+    assert recorded == horizon_gain(posterior, mv, remaining=1)
+    assert 0.0 <= recorded <= 0.02
+    # Below min_labels the rule is not consulted, so nothing is recorded.
+    assert "stopping" not in first.details
+
+
+def test_curtailment_records_the_flip_risk_it_compared() -> None:
+    curtailed = ConsensusPolicy(
+        method="mv",
+        kind="categorical",
+        classes=CLASSES,
+        min_labels=2,
+        max_labels=9,
+        threshold=0.9,
+        params={"stop_flip_risk": 0.05, "stop_share_prior": 1.0},
+    )
+    labels = [label("1", "x", "a"), label("2", "y", "a"), label("3", "z", "a")]
+    _, decision = fold(curtailed, labels, EMPTY)
+    assert decision is not None
+    risk = flip_risk((3.0, 0.0, 0.0), 6, 1.0)
+    assert decision.details["stopping"] == {"flip_risk": risk}
+    assert decision.outcome == ("reached" if risk <= 0.05 else "needs_more")
 
 
 def test_the_gain_rule_needs_the_confidence_floor_and_never_replaces_contesting() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from typing import Any
 
 from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
@@ -81,6 +82,8 @@ def evaluate(
                 "contested": outcomes.count("contested"),
                 "reached": outcomes.count("reached"),
                 "needs_more": outcomes.count("needs_more"),
+                # Which rule closed each item: the threshold, the gain rule, max_labels...
+                "reasons": dict(sorted(Counter(d.reason for d in live.online.values()).items())),
             }
     if crowdkit:
         for name in CROWDKIT_METHODS:

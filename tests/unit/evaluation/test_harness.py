@@ -111,3 +111,6 @@ def test_the_horizon_gain_is_on_by_default_and_saves_labels_on_a_short_horizon(
         without = off["results"][f"consilium-{method}-dynamic"]
         assert with_gain["labels_used"] < without["labels_used"]
         assert with_gain["accuracy"] == 1.0
+        assert with_gain["reasons"]["more labels would not change it"] > 0
+        assert "more labels would not change it" not in without["reasons"]
+        assert sum(with_gain["reasons"].values()) == default["tasks"]

@@ -86,6 +86,19 @@ async def _decide_early(
     return task, flipping, steady
 
 
+@asynccontextmanager
+async def _early_items_then_learned_reliability() -> AsyncIterator[
+    tuple[ConsensusHandlers, asyncpg.Connection, TaskDefined, str, str]
+]:
+    """`_decide_early`'s items, then the learned reliability under which `flipping` flips;
+    everything is rolled back at the end."""
+    handlers = ConsensusHandlers(PgReliability())  # empty reliability: majority decides
+    async with handler_context("consensus") as context:
+        task, flipping, steady = await _decide_early(handlers, context)
+        handlers.reliability.current = _learned(task)
+        yield handlers, context(factories.task_event(task)).conn, task, flipping, steady
+
+
 async def _published(conn: asyncpg.Connection, *item_ids: str) -> list[Any]:
     rows = await conn.fetch(
         "SELECT key, value FROM outbox WHERE key = ANY($1::bytea[]) ORDER BY id",
@@ -97,15 +110,10 @@ async def _published(conn: asyncpg.Connection, *item_ids: str) -> list[Any]:
 async def test_an_item_whose_label_flips_under_learned_reliability_is_published_again(
     stack: Any,
 ) -> None:
-    handlers = ConsensusHandlers(PgReliability())  # empty reliability: majority decides
-    async with handler_context("consensus") as context:
-        task, flipping, steady = await _decide_early(handlers, context)
-        conn = context(factories.task_event(task)).conn
+    async with _early_items_then_learned_reliability() as (handlers, conn, task, flipping, steady):
         before = await conn.fetchval(
             "SELECT state->>'published_label' FROM item_state WHERE item_id = $1", flipping
         )
-
-        handlers.reliability.current = _learned(task)
         report = await reestimate(
             conn, handlers, task_id=task.task_id, topic_prefix="", now=lambda: factories.NOW
         )
@@ -147,11 +155,7 @@ def _flipped_so_far() -> float:
 
 
 async def test_the_periodic_sweep_republishes_flipped_items_until_stopped(stack: Any) -> None:
-    handlers = ConsensusHandlers(PgReliability())
-    async with handler_context("consensus") as context:
-        task, flipping, steady = await _decide_early(handlers, context)
-        conn = context(factories.task_event(task)).conn
-        handlers.reliability.current = _learned(task)
+    async with _early_items_then_learned_reliability() as (handlers, conn, _, flipping, steady):
         flipped_before = _flipped_so_far()
         stopping = asyncio.Event()
         loop = asyncio.create_task(
@@ -176,11 +180,7 @@ async def test_the_periodic_sweep_republishes_flipped_items_until_stopped(stack:
 
 
 async def test_a_sweep_waits_its_turn_while_another_instance_sweeps(stack: Any) -> None:
-    handlers = ConsensusHandlers(PgReliability())
-    async with handler_context("consensus") as context:
-        task, flipping, steady = await _decide_early(handlers, context)
-        conn = context(factories.task_event(task)).conn
-        handlers.reliability.current = _learned(task)
+    async with _early_items_then_learned_reliability() as (handlers, conn, _, flipping, steady):
         other = await connect(dsn_for("consensus"), "consensus")
         try:
             await other.execute("SELECT pg_advisory_lock($1, 0)", SWEEP_LOCK)

@@ -41,7 +41,9 @@ log = get_logger(__name__)
 
 REASON = "reliability_reestimate"
 PRODUCER = "consensus"
-SWEEP_LOCK = 0x52455354  # "REST": one periodic sweep at a time across instances
+SWEEP_LOCK = 0x52455354  # "REST": one periodic sweep per schema at a time
+_TRY_LOCK = "SELECT pg_try_advisory_lock($1, hashtext(current_schema()))"
+_UNLOCK = "SELECT pg_advisory_unlock($1, hashtext(current_schema()))"
 
 
 @dataclass
@@ -121,7 +123,7 @@ async def sweep_once(
 ) -> ReestimateReport | None:
     """One sweep over every task, or None when another instance is sweeping."""
     async with pool.acquire() as conn:
-        if not await conn.fetchval("SELECT pg_try_advisory_lock($1, 0)", SWEEP_LOCK):
+        if not await conn.fetchval(_TRY_LOCK, SWEEP_LOCK):
             return None
         try:
             report = await reestimate(
@@ -132,7 +134,7 @@ async def sweep_once(
                 now=now,
             )
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1, 0)", SWEEP_LOCK)
+            await conn.execute(_UNLOCK, SWEEP_LOCK)
     METRICS.reestimated_items.labels("checked").inc(report.checked)
     METRICS.reestimated_items.labels("flipped").inc(len(report.flipped))
     log.info("reestimate_swept", checked=report.checked, flipped=len(report.flipped))

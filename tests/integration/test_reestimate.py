@@ -183,14 +183,19 @@ async def test_a_sweep_waits_its_turn_while_another_instance_sweeps(stack: Any) 
     async with _early_items_then_learned_reliability() as (handlers, conn, _, flipping, steady):
         other = await connect(dsn_for("consensus"), "consensus")
         try:
-            await other.execute("SELECT pg_advisory_lock($1, 0)", SWEEP_LOCK)
+            # Another replica's sweep: the same key, on its own session.
+            await other.execute(
+                "SELECT pg_advisory_lock($1, hashtext(current_schema()))", SWEEP_LOCK
+            )
             skipped = await sweep_once(
                 _OneConnection(conn),  # type: ignore[arg-type]
                 handlers,
                 topic_prefix="",
                 now=lambda: factories.NOW,
             )
-            await other.execute("SELECT pg_advisory_unlock($1, 0)", SWEEP_LOCK)
+            await other.execute(
+                "SELECT pg_advisory_unlock($1, hashtext(current_schema()))", SWEEP_LOCK
+            )
         finally:
             await other.close()
         events_while_locked = await _published(conn, flipping, steady)

@@ -52,6 +52,13 @@ def eval_command(
             "this much expected accuracy (0 = off)"
         ),
     ] = DEFAULTS.stop_gain,
+    stop_gain_floor: Annotated[
+        float, typer.Option(help="Dynamic: the gain rule applies from this confidence on")
+    ] = DEFAULTS.stop_gain_floor,
+    stop_gain_share: Annotated[
+        float,
+        typer.Option(help="Dynamic: ...and where the gain is at most this share of the error"),
+    ] = DEFAULTS.stop_gain_share,
     crowdkit: Annotated[bool, typer.Option(help="Also fit crowd-kit's methods")] = True,
 ) -> None:
     """Replay DATASET_DIR through the engine one label at a time and report accuracy."""
@@ -67,12 +74,23 @@ def eval_command(
     dataset = load_dataset(dataset_dir)
     dynamic = (
         DynamicSettings(
-            min_labels, max_labels, threshold, assign, pooled_prior, flip_risk, stop_gain
+            min_labels,
+            max_labels,
+            threshold,
+            assign,
+            pooled_prior,
+            flip_risk,
+            stop_gain,
+            stop_gain_floor,
+            stop_gain_share,
         )
         if policy == "dynamic"
         else None
     )
-    document = evaluate(dataset, seed=seed, dynamic=dynamic, crowdkit=crowdkit)
+    try:
+        document = evaluate(dataset, seed=seed, dynamic=dynamic, crowdkit=crowdkit)
+    except ValueError as error:  # a policy the engine refuses, e.g. a threshold above 1
+        raise typer.BadParameter(str(error)) from error
     if json_output:
         typer.echo(to_json(document))
     else:

@@ -114,6 +114,8 @@ def _curtailment(dynamic: DynamicSettings) -> dict[str, float | bool]:
         params["stop_flip_risk"] = dynamic.flip_risk
     if dynamic.stop_gain > 0.0:
         params["stop_gain"] = dynamic.stop_gain
+        params["stop_gain_floor"] = dynamic.stop_gain_floor
+        params["stop_gain_share"] = dynamic.stop_gain_share
     return params
 
 

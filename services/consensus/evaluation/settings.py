@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.consensus.engine.policy import POOLED_PARAMS
+
 
 @dataclass(frozen=True)
 class DynamicSettings:
@@ -23,6 +25,10 @@ class DynamicSettings:
     # Horizon gain (0 = off): also reach once the labels up to max_labels could add at
     # most this much expected accuracy (and half the item's error; engine/horizon.py).
     stop_gain: float = 0.01
+    # ...for items at least this confident, where the gain is at most this share of the
+    # item's error (the engine's own defaults, engine/policy.py).
+    stop_gain_floor: float = float(POOLED_PARAMS["stop_gain_floor"])
+    stop_gain_share: float = float(POOLED_PARAMS["stop_gain_share"])
 
     def method_params(self, method: str) -> dict[str, float | bool]:
         """Policy params the fixed run of `method` shares with its dynamic run."""

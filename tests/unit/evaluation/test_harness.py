@@ -114,3 +114,23 @@ def test_the_horizon_gain_is_on_by_default_and_saves_labels_on_a_short_horizon(
         assert with_gain["reasons"]["more labels would not change it"] > 0
         assert "more labels would not change it" not in without["reasons"]
         assert sum(with_gain["reasons"].values()) == default["tasks"]
+
+
+def test_the_gain_rules_floor_is_a_dynamic_option_and_bad_values_are_refused(
+    tmp_path: Path,
+) -> None:
+    _write_synthetic(tmp_path)
+    base = [str(tmp_path), "--json", "--no-crowdkit", "--policy", "dynamic"]
+    default = json.loads(CliRunner().invoke(_app(), base).output)
+    strict = json.loads(CliRunner().invoke(_app(), [*base, "--stop-gain-floor", "1"]).output)
+    assert (default["dynamic"]["stop_gain_floor"], strict["dynamic"]["stop_gain_floor"]) == (
+        0.9,
+        1.0,
+    )
+    gain_reason = "more labels would not change it"
+    # A floor of 1 leaves only the threshold: nothing is reached by the gain rule.
+    assert default["results"]["consilium-mv-dynamic"]["reasons"].get(gain_reason, 0) > 0
+    assert gain_reason not in strict["results"]["consilium-mv-dynamic"]["reasons"]
+    refused = CliRunner().invoke(_app(), [*base, "--stop-gain-share", "2"])
+    assert refused.exit_code == 2
+    assert "stop_gain_share must be in [0, 1]" in refused.output

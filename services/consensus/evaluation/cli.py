@@ -71,7 +71,10 @@ def eval_command(
         raise typer.BadParameter("--policy is 'fixed' or 'dynamic'")
     if assign not in ("informed", "seeded"):
         raise typer.BadParameter("--assign is 'informed' or 'seeded'")
-    dataset = load_dataset(dataset_dir)
+    try:
+        dataset = load_dataset(dataset_dir)
+    except (OSError, ValueError) as error:  # no such folder, no CSV, wrong columns, no rows
+        raise typer.BadParameter(str(error), param_hint="DATASET_DIR") from error
     dynamic = (
         DynamicSettings(
             min_labels,

@@ -100,6 +100,8 @@ def load_dataset(directory: Path) -> Dataset:
     answers = tuple(
         Answer(i, r["worker"], r["task"], r["label"]) for i, r in enumerate(rows) if r["label"]
     )
+    if not answers:
+        raise ValueError(f"{directory / 'answers.csv'} holds no answers")
     truth_path = directory / "truth.csv"
     truth = (
         {r["task"]: r["truth"] for r in _read(truth_path, ("task", "truth")) if r["truth"]}

@@ -101,6 +101,8 @@ def evaluate(
         "workers": len({a.worker for a in dataset.answers}),
         "classes": list(dataset.classes),
         "repeated_worker_task_answers": dataset.repeats,
+        # Scored as wrong: no method can answer a task nobody labelled.
+        "truth_tasks_without_answers": len(set(dataset.truth) - set(dataset.tasks)),
         "seed": seed,
         "dynamic": None if dynamic is None else dynamic.__dict__,
         "results": results,

@@ -134,3 +134,29 @@ def test_the_gain_rules_floor_is_a_dynamic_option_and_bad_values_are_refused(
     refused = CliRunner().invoke(_app(), [*base, "--stop-gain-share", "2"])
     assert refused.exit_code == 2
     assert "stop_gain_share must be in [0, 1]" in refused.output
+
+
+def test_a_folder_that_is_not_a_dataset_is_refused_with_the_reason(tmp_path: Path) -> None:
+    empty, semicolons = tmp_path / "empty", tmp_path / "semicolons"
+    for folder, header in ((empty, "worker,task,label"), (semicolons, "worker;task;label")):
+        folder.mkdir()
+        (folder / "answers.csv").write_text(header + "\n", encoding="utf-8")
+    cases = {
+        tmp_path / "missing": "No such file or directory",
+        empty: "holds no answers",
+        semicolons: "lacks columns",
+    }
+    for folder, reason in cases.items():
+        result = CliRunner().invoke(_app(), [str(folder), "--no-crowdkit"])
+        assert result.exit_code == 2, result.output
+        assert reason in " ".join(result.output.split())
+
+
+def test_truth_for_tasks_nobody_labelled_is_counted_and_scored_wrong(tmp_path: Path) -> None:
+    _write_synthetic(tmp_path, items=4)
+    with (tmp_path / "truth.csv").open("a", encoding="utf-8") as truth:
+        truth.write("unlabelled,a\n")
+    result = CliRunner().invoke(_app(), [str(tmp_path), "--json", "--no-crowdkit"])
+    document = json.loads(result.output)
+    assert document["truth_tasks_without_answers"] == 1
+    assert document["results"]["consilium-mv"]["accuracy"] == 0.8  # 4 of the 5 truth tasks

@@ -24,6 +24,13 @@ def eval_command(
         Path | None, typer.Option("--plot", help="Write accuracy vs labels used (PNG)")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the replay order")] = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay with each of these seeds (0-4 or 0,2,5) and summarise: mean, min and "
+            "max accuracy; dynamic runs against their fixed run and the target"
+        ),
+    ] = None,
     min_labels: Annotated[
         int, typer.Option(help="Dynamic: labels before reaching")
     ] = DEFAULTS.min_labels,
@@ -66,11 +73,20 @@ def eval_command(
     from services.consensus.evaluation.report import plot as write_plot
     from services.consensus.evaluation.report import to_json
     from services.consensus.evaluation.runner import evaluate
+    from services.consensus.evaluation.seeds import parse_seeds, seeded_document
 
     if policy not in ("fixed", "dynamic"):
         raise typer.BadParameter("--policy is 'fixed' or 'dynamic'")
     if assign not in ("informed", "seeded"):
         raise typer.BadParameter("--assign is 'informed' or 'seeded'")
+    replays = [seed]
+    if seeds is not None:
+        if plot is not None:
+            raise typer.BadParameter("--plot draws one replay: give it with --seed, not --seeds")
+        try:
+            replays = parse_seeds(seeds)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--seeds") from error
     try:
         dataset = load_dataset(dataset_dir)
     except (OSError, ValueError) as error:  # no such folder, no CSV, wrong columns, no rows
@@ -91,15 +107,20 @@ def eval_command(
         else None
     )
     try:
-        document = evaluate(dataset, seed=seed, dynamic=dynamic, crowdkit=crowdkit)
+        documents = [evaluate(dataset, seed=s, dynamic=dynamic, crowdkit=crowdkit) for s in replays]
     except ValueError as error:  # a policy the engine refuses, e.g. a threshold above 1
         raise typer.BadParameter(str(error)) from error
+    document = documents[0] if seeds is None else seeded_document(documents)
     if json_output:
         typer.echo(to_json(document))
-    else:
+    elif seeds is None:
         from services.consensus.evaluation.report import print_table
 
         print_table(document)
+    else:
+        from services.consensus.evaluation.report import print_summary
+
+        print_summary(document)
     if plot is not None:
         write_plot(document, plot)
 

@@ -37,6 +37,34 @@ def print_table(document: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def print_summary(document: dict[str, Any]) -> None:
+    """The table of several seeded replays (evaluation/seeds.py)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    seeds = document["seeds"]
+    target = document["target"]
+    table = Table(
+        title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}",
+        caption=f"vs fixed: mean accuracy points against the same method's fixed run; met: "
+        f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels",
+    )
+    table.add_column("method", no_wrap=True)
+    for column in ("accuracy", "min-max", "vs fixed", "share", "met"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, row in document["summary"].items():
+        dynamic = "points_vs_fixed_mean" in row
+        table.add_row(
+            name,
+            _fmt(row["accuracy_mean"]),
+            f"{row['accuracy_min']:.3f}-{row['accuracy_max']:.3f}",
+            f"{row['points_vs_fixed_mean']:+.2f}" if dynamic else "",
+            f"{row['label_share_mean']:.3f}" if dynamic else "",
+            f"{row['seeds_meeting_target']}/{len(seeds)}" if dynamic else "",
+        )
+    Console().print(table)
+
+
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 

@@ -1,0 +1,82 @@
+"""Several seeded replays of one dataset, summarised per method and against #3's targets.
+
+One replay order is one draw: on a dataset of a hundred items a single item moves the
+accuracy by a point. The summary gives each method's mean, min and max accuracy over the
+seeds and, for a dynamic run, its change against the same method's fixed run on the
+same seed and how many seeds meet the dynamic target.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+TARGET_POINTS = 0.5
+"""The dynamic target: at most this many accuracy points below the fixed run..."""
+TARGET_SHARE = 0.6
+"""...with at most this share of the labels."""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4' or '0,2,5' (or a mix, '0-2,7'): distinct seeds in the given order."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        first, dash, last = part.partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if dash else range(int(part), int(part) + 1)
+        except ValueError:
+            raise ValueError(f"--seeds takes 0-4 or 0,2,5, not {text!r}") from None
+        if not span:
+            raise ValueError(f"--seeds range {part!r} is empty")
+        seeds.extend(s for s in span if s not in seeds)
+    return seeds
+
+
+def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: accuracy over the seeds; dynamic methods also against their fixed run."""
+    summary: dict[str, dict[str, Any]] = {}
+    for method in documents[0]["results"]:
+        rows = [doc["results"][method] for doc in documents]
+        if any(row.get("accuracy") is None for row in rows):
+            continue  # numeric results (MAE) and crowd-kit on a dataset without truth
+        accuracies = [row["accuracy"] for row in rows]
+        entry: dict[str, Any] = {
+            "accuracy_mean": round(statistics.fmean(accuracies), 4),
+            "accuracy_min": min(accuracies),
+            "accuracy_max": max(accuracies),
+        }
+        fixed = method.removesuffix("-dynamic")
+        if fixed != method:
+            points = [
+                round(100 * (row["accuracy"] - doc["results"][fixed]["accuracy"]), 2)
+                for row, doc in zip(rows, documents, strict=True)
+            ]
+            shares = [row["label_share"] for row in rows]
+            entry |= {
+                "points_vs_fixed": points,
+                "points_vs_fixed_mean": round(statistics.fmean(points), 2),
+                "label_share_mean": round(statistics.fmean(shares), 4),
+                "seeds_meeting_target": sum(
+                    p >= -TARGET_POINTS and s <= TARGET_SHARE
+                    for p, s in zip(points, shares, strict=True)
+                ),
+            }
+        summary[method] = entry
+    return summary
+
+
+def seeded_document(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The report of several replays: what they share, the summary, then every run."""
+    first = documents[0]
+    return {
+        "dataset": first["dataset"],
+        "labels": first["labels"],
+        "tasks": first["tasks"],
+        "seeds": [doc["seed"] for doc in documents],
+        "dynamic": first.get("dynamic"),
+        "target": {"points": TARGET_POINTS, "label_share": TARGET_SHARE},
+        "summary": summarise(documents),
+        "runs": list(documents),
+    }

@@ -27,8 +27,8 @@ def eval_command(
     seeds: Annotated[
         str | None,
         typer.Option(
-            help="Replay with each of these seeds (0-4 or 0,2,5) and summarise: mean, min and "
-            "max accuracy; dynamic runs against their fixed run and the target"
+            help="Replay with each of these seeds (0-4 or 0,2,5; instead of --seed) and "
+            "summarise: mean, min and max accuracy; dynamic runs against their fixed run"
         ),
     ] = None,
     min_labels: Annotated[

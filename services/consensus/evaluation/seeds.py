@@ -1,4 +1,5 @@
-"""Several seeded replays of one dataset, summarised per method and against #3's targets.
+"""Several seeded replays of one dataset, summarised per method and against the dynamic
+target (docs/CONSENSUS.md, "Dynamic policy").
 
 One replay order is one draw: on a dataset of a hundred items a single item moves the
 accuracy by a point. The summary gives each method's mean, min and max accuracy over the

@@ -142,14 +142,18 @@ def crowd_confusion(policy: ConsensusPolicy, pooled: IntArray) -> FloatArray:
     """
     if policy.method == "ds":
         return pooled_confusion(policy, pooled)
-    k = pooled.shape[-1]
     p = (
         policy.float_param("mv_accuracy")
         if policy.method == "mv"
         else pooled_accuracy(policy, pooled)
     )
-    theta = np.full((k, k), (1.0 - p) / (k - 1))
-    np.fill_diagonal(theta, p)
+    return symmetric_confusion(pooled.shape[-1], p)
+
+
+def symmetric_confusion(k: int, accuracy: float) -> FloatArray:
+    """(K, K) one-coin reader: right with `accuracy`, errors spread evenly."""
+    theta = np.full((k, k), (1.0 - accuracy) / (k - 1))
+    np.fill_diagonal(theta, accuracy)
     return theta
 
 

@@ -25,6 +25,7 @@ from services.consensus.engine.categorical import (
     log_confusion,
     one_coin_accuracy,
     pooled_counts,
+    symmetric_confusion,
 )
 from services.consensus.engine.fixedpoint import FloatArray
 from services.consensus.engine.policy import CATEGORICAL_KINDS, ConsensusPolicy
@@ -62,9 +63,7 @@ def annotator_theta(
         if policy.method == "mv"
         else float(one_coin_accuracy(policy, counts, pooled))
     )
-    theta = np.full((k, k), (1.0 - p) / (k - 1))
-    np.fill_diagonal(theta, p)
-    return theta
+    return symmetric_confusion(k, p)
 
 
 def preferred_annotators(

@@ -202,13 +202,12 @@ class ConsensusPolicy:
         for bounded in ("stop_gain_floor", "stop_gain_share"):
             if not 0.0 <= float(merged.get(bounded, 0.0)) <= 1.0:
                 raise ValueError(f"{bounded} must be in [0, 1]")
-        if float(merged.get("stop_gain", 0.0)) > 0.0 and self.max_labels > MAX_CURTAILED_LABELS:
-            raise ValueError(f"the horizon gain needs max_labels <= {MAX_CURTAILED_LABELS}")
-        if float(merged.get("stop_flip_risk", 0.0)) > 0.0:
-            if self.max_labels > MAX_CURTAILED_LABELS:
-                raise ValueError(f"curtailment needs max_labels <= {MAX_CURTAILED_LABELS}")
-            if float(merged["stop_share_prior"]) < 0.0:
-                raise ValueError("stop_share_prior must be >= 0 (0 = learned)")
+        # Both rules sum over the outcomes of the labels up to max_labels: a bounded horizon.
+        for rule, name in (("stop_gain", "the horizon gain"), ("stop_flip_risk", "curtailment")):
+            if float(merged.get(rule, 0.0)) > 0.0 and self.max_labels > MAX_CURTAILED_LABELS:
+                raise ValueError(f"{name} needs max_labels <= {MAX_CURTAILED_LABELS}")
+        if float(merged.get("stop_share_prior", 0.0)) < 0.0:
+            raise ValueError("stop_share_prior must be >= 0 (0 = learned)")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(merged.items()))))
 

@@ -93,15 +93,15 @@ def eval_command(
         raise typer.BadParameter(str(error), param_hint="DATASET_DIR") from error
     dynamic = (
         DynamicSettings(
-            min_labels,
-            max_labels,
-            threshold,
-            assign,
-            pooled_prior,
-            flip_risk,
-            stop_gain,
-            stop_gain_floor,
-            stop_gain_share,
+            min_labels=min_labels,
+            max_labels=max_labels,
+            threshold=threshold,
+            assign=assign,
+            pooled_prior=pooled_prior,
+            flip_risk=flip_risk,
+            stop_gain=stop_gain,
+            stop_gain_floor=stop_gain_floor,
+            stop_gain_share=stop_gain_share,
         )
         if policy == "dynamic"
         else None

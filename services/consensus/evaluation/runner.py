@@ -69,7 +69,7 @@ def evaluate(
                 min_labels=dynamic.min_labels,
                 max_labels=dynamic.max_labels or dataset.overlap,
                 threshold=dynamic.threshold,
-                params={**shared, **_curtailment(dynamic)},
+                params={**shared, **_stopping_params(dynamic)},
             )
             live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
             outcomes = [d.outcome for d in live.online.values()]
@@ -110,7 +110,7 @@ def evaluate(
     }
 
 
-def _curtailment(dynamic: DynamicSettings) -> dict[str, float | bool]:
+def _stopping_params(dynamic: DynamicSettings) -> dict[str, float | bool]:
     params: dict[str, float | bool] = {}
     if dynamic.flip_risk > 0.0:
         params["stop_flip_risk"] = dynamic.flip_risk

@@ -22,8 +22,8 @@ class DynamicSettings:
     pooled_prior: bool = True
     # Bayesian curtailment (0 = off): reach only when the majority is settled.
     flip_risk: float = 0.0
-    # Horizon gain (0 = off): also reach once the labels up to max_labels could add at
-    # most this much expected accuracy (and half the item's error; engine/horizon.py).
+    # Horizon gain (0 = off; engine/horizon.py): also reach once the labels up to
+    # max_labels could add at most this much expected accuracy...
     stop_gain: float = 0.01
     # ...for items at least this confident, where the gain is at most this share of the
     # item's error (the engine's own defaults, engine/policy.py).

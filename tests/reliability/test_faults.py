@@ -31,9 +31,10 @@ pytestmark = [pytest.mark.reliability, pytest.mark.timeout(1800)]
 PUBLISH_S = 1.5
 
 
-async def _mid_load(rng: random.Random) -> float:
-    """Sleep to a random moment while the load is being published."""
-    moment = rng.uniform(0.2, PUBLISH_S * 0.7)
+async def _mid_load(rng: random.Random, latest: float = 0.7) -> float:
+    """Sleep to a random moment while the load is being published, at most `latest` of
+    the way through it."""
+    moment = rng.uniform(0.2, PUBLISH_S * latest)
     await asyncio.sleep(moment)
     return moment
 
@@ -73,7 +74,9 @@ async def test_kill_9_of_the_outbox_relay_between_publish_and_marking_sent(
         tail = Tail(h.servers.kafka.bootstrap, topic)
         await tail.start()
         try:
-            moment = await _mid_load(rng)
+            # Early enough that labels are still arriving: once the load is over and the
+            # relay has drained the outbox there is no unsent row left to hold.
+            moment = await _mid_load(rng, latest=0.4)
             unmarked = await kill_between_publish_and_mark(h.services[service], h.servers, tail)
         finally:
             await tail.stop()

@@ -67,15 +67,22 @@ async def reestimate(
     task_id: str | None,
     topic_prefix: str,
     now: Callable[[], datetime],
-    page: int = 200,
+    page: int = 500,
 ) -> ReestimateReport:
-    """Check every reached item (of one task, or all) in item order; one transaction per
-    flipped item, so a crash loses no work and a second run finds nothing left to do."""
+    """Check every reached item (of one task, or all) in item order.
+
+    Items are read a page at a time without locks and decided again in memory; only an
+    item that flips is locked, checked again and published, one transaction each. A sweep
+    thus costs a query per page rather than a transaction per item, labels arriving
+    meanwhile never wait on an item that keeps its label, a crash loses no work, and a
+    second run finds nothing left to do."""
     report = ReestimateReport()
+    tasks = _TaskCache(PgConsensusStore(conn))
     after = ""
     while True:
         rows = await conn.fetch(
-            """SELECT item_id FROM item_state WHERE status = 'reached' AND item_id > $1
+            """SELECT item_id, task_id, task_version, state FROM item_state
+               WHERE status = 'reached' AND item_id > $1
                AND ($2::text IS NULL OR task_id = $2) ORDER BY item_id LIMIT $3""",
             after,
             task_id,
@@ -85,9 +92,30 @@ async def reestimate(
             return report
         for row in rows:
             report.checked += 1
+            policy = await tasks.policy(row["task_id"], row["task_version"])
+            if policy is None:
+                continue
+            view = TaskView(handlers.reliability.current, row["task_id"])
+            if not flips(policy, TrackedItem.from_json(row["state"]), view):
+                continue
             if await _reestimate_item(conn, handlers, row["item_id"], topic_prefix, now()):
                 report.flipped.append(row["item_id"])
         after = rows[-1]["item_id"]
+
+
+class _TaskCache:
+    """Task definitions and their engine policies, read once per sweep."""
+
+    def __init__(self, store: PgConsensusStore) -> None:
+        self.store = store
+        self.policies: dict[tuple[str, int], engine.ConsensusPolicy | None] = {}
+
+    async def policy(self, task_id: str, version: int) -> engine.ConsensusPolicy | None:
+        key = (task_id, version)
+        if key not in self.policies:
+            task = await self.store.task(task_id, version)
+            self.policies[key] = engine_policy(task) if task is not None else None
+        return self.policies[key]
 
 
 async def run_periodically(
@@ -148,6 +176,8 @@ async def _reestimate_item(
     topic_prefix: str,
     now: datetime,
 ) -> bool:
+    """Lock the item, decide it again under the current reliability (it may have changed
+    since it was read) and, if it still flips, publish the new version."""
     store = PgConsensusStore(conn)
     async with conn.transaction():
         loaded = await store.load(item_id)  # locked: a label arriving meanwhile waits

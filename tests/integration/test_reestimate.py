@@ -136,6 +136,37 @@ async def test_an_item_whose_label_flips_under_learned_reliability_is_published_
     assert event.payload.decision.reliability_version == handlers.reliability.current.version
 
 
+class _LockRecorder:
+    """The test's connection, recording the items each query locked (FOR UPDATE)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.locked: list[str] = []
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        if "FOR UPDATE" in query:
+            self.locked.append(args[0])
+        return await self.conn.fetchrow(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+async def test_a_sweep_locks_only_the_items_that_flip(stack: Any) -> None:
+    """Labels being handled never wait on an item the sweep merely checks."""
+    async with _early_items_then_learned_reliability() as (handlers, conn, task, flipping, _):
+        recorder = _LockRecorder(conn)
+        report = await reestimate(
+            recorder,  # type: ignore[arg-type]  # delegates everything to the connection
+            handlers,
+            task_id=task.task_id,
+            topic_prefix="",
+            now=lambda: factories.NOW,
+        )
+    assert (report.checked, report.flipped) == (2, [flipping])
+    assert recorder.locked == [flipping]
+
+
 class _OneConnection:
     """A pool of the test's one connection, so a sweep's writes roll back with it."""
 

@@ -46,7 +46,8 @@ def print_summary(document: dict[str, Any]) -> None:
     target = document["target"]
     table = Table(
         title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}",
-        caption=f"vs fixed: mean accuracy points against the same method's fixed run; met: "
+        caption=f"vs fixed: mean accuracy points against the same method's fixed run, "
+        f"± its standard error over the seeds; met: "
         f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels",
     )
     table.add_column("method", no_wrap=True)
@@ -58,11 +59,17 @@ def print_summary(document: dict[str, Any]) -> None:
             name,
             _fmt(row["accuracy_mean"]),
             f"{row['accuracy_min']:.3f}-{row['accuracy_max']:.3f}",
-            f"{row['points_vs_fixed_mean']:+.2f}" if dynamic else "",
+            _points(row) if dynamic else "",
             f"{row['label_share_mean']:.3f}" if dynamic else "",
             f"{row['seeds_meeting_target']}/{len(seeds)}" if dynamic else "",
         )
     Console().print(table)
+
+
+def _points(row: dict[str, Any]) -> str:
+    stderr = row["points_vs_fixed_stderr"]
+    mean = f"{row['points_vs_fixed_mean']:+.2f}"
+    return mean if stderr is None else f"{mean} ± {stderr:.2f}"
 
 
 def _fmt(value: Any) -> str:

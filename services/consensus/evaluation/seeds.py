@@ -4,11 +4,13 @@ target (docs/CONSENSUS.md, "Dynamic policy").
 One replay order is one draw: on a dataset of a hundred items a single item moves the
 accuracy by a point. The summary gives each method's mean, min and max accuracy over the
 seeds and, for a dynamic run, its change against the same method's fixed run on the
-same seed and how many seeds meet the dynamic target.
+same seed (with the standard error of its mean) and how many seeds meet the dynamic
+target.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +60,8 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             entry |= {
                 "points_vs_fixed": points,
                 "points_vs_fixed_mean": round(statistics.fmean(points), 2),
+                # How far the mean itself may be off: seed-to-seed spread / sqrt(seeds).
+                "points_vs_fixed_stderr": _stderr(points),
                 "label_share_mean": round(statistics.fmean(shares), 4),
                 "seeds_meeting_target": sum(
                     p >= -TARGET_POINTS and s <= TARGET_SHARE
@@ -66,6 +70,12 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             }
         summary[method] = entry
     return summary
+
+
+def _stderr(values: Sequence[float]) -> float | None:
+    if len(values) < 2:
+        return None
+    return round(statistics.stdev(values) / math.sqrt(len(values)), 2)
 
 
 def seeded_document(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -50,6 +50,8 @@ def test_the_summary_compares_each_dynamic_run_with_its_own_fixed_run() -> None:
     dynamic = summary["consilium-ds-dynamic"]
     assert dynamic["points_vs_fixed"] == [-0.5, 1.0, -1.0]
     assert dynamic["points_vs_fixed_mean"] == -0.17
+    assert dynamic["points_vs_fixed_stderr"] == 0.6  # sd 1.04 over three seeds
+    assert summarise(runs[:1])["consilium-ds-dynamic"]["points_vs_fixed_stderr"] is None
     assert dynamic["label_share_mean"] == 0.52
     assert dynamic["seeds_meeting_target"] == 1
 
@@ -66,6 +68,7 @@ def test_eval_with_seeds_reports_every_run_and_their_summary(tmp_path: Path) -> 
     assert single["results"] == _without_timings(document["runs"][1]["results"], single)
     table = CliRunner().invoke(_app(), [*base, "--seeds", "0,1"])
     assert table.exit_code == 0 and "consilium-ds-dynamic" in table.output
+    assert "±" in table.output  # two seeds: the mean's standard error
 
 
 def _without_timings(results: dict[str, Any], like: dict[str, Any]) -> dict[str, Any]:

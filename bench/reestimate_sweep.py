@@ -43,7 +43,7 @@ from services.consensus.engine.reliability import (
 )
 from services.consensus.handlers import ConsensusHandlers
 from services.consensus.policies import consensus_value, engine_policy
-from services.consensus.reestimate import _reestimate_item, reestimate
+from services.consensus.reestimate import TaskCache, _reestimate_item, reestimate
 from services.consensus.reliability_store import PgReliability
 from services.consensus.scoped import TaskView, scoped_delta
 from services.consensus.state import TrackedItem
@@ -115,6 +115,7 @@ Sweep = Callable[[asyncpg.Connection, ConsensusHandlers, str], Awaitable[int]]
 async def locked_sweep(conn: asyncpg.Connection, handlers: ConsensusHandlers, task_id: str) -> int:
     """The baseline: every reached item locked, loaded and decided in its own transaction."""
     flipped = 0
+    tasks = TaskCache(PgConsensusStore(conn))
     after = ""
     while True:
         rows = await conn.fetch(
@@ -126,7 +127,7 @@ async def locked_sweep(conn: asyncpg.Connection, handlers: ConsensusHandlers, ta
         if not rows:
             return flipped
         for row in rows:
-            flipped += await _reestimate_item(conn, handlers, row["item_id"], "", NOW)
+            flipped += await _reestimate_item(conn, handlers, tasks, row["item_id"], "", NOW)
         after = rows[-1]["item_id"]
 
 

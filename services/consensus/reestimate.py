@@ -30,6 +30,7 @@ from services.consensus.policies import consensus_value, engine_policy
 from services.consensus.scoped import TaskView
 from services.consensus.state import TrackedItem
 from services.consensus.store import PgConsensusStore
+from shared.events import TaskDefined
 from shared.kafka.consumer import HandlerContext
 from shared.kafka.errors import is_infrastructure_error
 from shared.kafka.outbox import Emitter, Outbox
@@ -77,7 +78,7 @@ async def reestimate(
     meanwhile never wait on an item that keeps its label, a crash loses no work, and a
     second run finds nothing left to do."""
     report = ReestimateReport()
-    tasks = _TaskCache(PgConsensusStore(conn))
+    tasks = TaskCache(PgConsensusStore(conn))
     after = ""
     while True:
         rows = await conn.fetch(
@@ -92,30 +93,36 @@ async def reestimate(
             return report
         for row in rows:
             report.checked += 1
-            policy = await tasks.policy(row["task_id"], row["task_version"])
-            if policy is None:
+            known = await tasks.get(row["task_id"], row["task_version"])
+            if known is None:
                 continue
             view = TaskView(handlers.reliability.current, row["task_id"])
-            if not flips(policy, TrackedItem.from_json(row["state"]), view):
+            if not flips(known[1], TrackedItem.from_json(row["state"]), view):
                 continue
-            if await _reestimate_item(conn, handlers, row["item_id"], topic_prefix, now()):
+            flipped = await _reestimate_item(
+                conn, handlers, tasks, row["item_id"], topic_prefix, now()
+            )
+            if flipped:
                 report.flipped.append(row["item_id"])
         after = rows[-1]["item_id"]
 
 
-class _TaskCache:
+KnownTask = tuple[TaskDefined, engine.ConsensusPolicy]
+
+
+class TaskCache:
     """Task definitions and their engine policies, read once per sweep."""
 
     def __init__(self, store: PgConsensusStore) -> None:
         self.store = store
-        self.policies: dict[tuple[str, int], engine.ConsensusPolicy | None] = {}
+        self.known: dict[tuple[str, int], KnownTask | None] = {}
 
-    async def policy(self, task_id: str, version: int) -> engine.ConsensusPolicy | None:
+    async def get(self, task_id: str, version: int) -> KnownTask | None:
         key = (task_id, version)
-        if key not in self.policies:
+        if key not in self.known:
             task = await self.store.task(task_id, version)
-            self.policies[key] = engine_policy(task) if task is not None else None
-        return self.policies[key]
+            self.known[key] = (task, engine_policy(task)) if task is not None else None
+        return self.known[key]
 
 
 async def run_periodically(
@@ -172,6 +179,7 @@ async def sweep_once(
 async def _reestimate_item(
     conn: asyncpg.Connection,
     handlers: ConsensusHandlers,
+    tasks: TaskCache,
     item_id: str,
     topic_prefix: str,
     now: datetime,
@@ -187,11 +195,12 @@ async def _reestimate_item(
         row = await conn.fetchrow(
             "SELECT task_id, task_version FROM item_state WHERE item_id = $1", item_id
         )
-        task = await store.task(row["task_id"], row["task_version"]) if row else None
-        if task is None:
+        known = await tasks.get(row["task_id"], row["task_version"]) if row else None
+        if known is None:
             return False
+        task, policy = known
         view = TaskView(handlers.reliability.current, task.task_id)
-        if not flips(engine_policy(task), tracked, view):
+        if not flips(policy, tracked, view):
             return False
         outbox = Outbox(conn, topic_prefix)
         ctx = HandlerContext(conn, Emitter(PRODUCER, outbox, now), _delivery(item_id, now))

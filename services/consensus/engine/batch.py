@@ -55,10 +55,11 @@ def e_step(
     units = posterior_units(policy, "", votes, view, policy.n_classes)
     share_prior = item_categorical.share_prior_of(policy, view)
     crowd = item_categorical.crowd_of(policy, view)
+    cold = item_categorical.is_cold(view)
     out: list[tuple[ItemState, Decision]] = []
     for state, item_votes, row in zip(states, votes, units, strict=True):
         decision, contribution = item_categorical.finish(
-            policy, state, item_votes, row, view.version, share_prior, crowd
+            policy, state, item_votes, row, view.version, share_prior, crowd, cold
         )
         out.append((state.with_contribution(contribution), decision))
     return out

@@ -40,6 +40,35 @@ def _one_hot(k: int, index: int) -> IntArray:
     return units
 
 
+def is_cold(view: ReliabilityView, scope: str = "") -> bool:
+    """True when the snapshot holds no consensus yet in this scope."""
+    return view.entry((scope, CLASS_KEY, 0)) is None
+
+
+def vote_mass_of(votes: Sequence[Vote], k: int) -> list[float]:
+    """Votes per class, a split repeat counting 1/m."""
+    mass = [0.0] * k
+    for v in votes:
+        mass[v.column] += 1.0 / v.multiplicity
+    return mass
+
+
+def majority_units(vote_mass: Sequence[float]) -> IntArray:
+    """The majority vote as class units, a tie shared equally.
+
+    What an item teaches a cold ledger. Under the bare prior a reader's "no" leaves 1 -
+    prior_accuracy of the item on "yes"; learned, that mass makes a "yes" class on which
+    readers say "no", which then explains the next "no"s too: a degenerate fixed point
+    that EM iterated from scratch leaves and one-pass updates do not (docs/CONSENSUS.md,
+    "Cold start"). Batch Dawid-Skene starts EM from the majority vote for the same reason.
+    """
+    best = max(vote_mass)
+    winners = [i for i, mass in enumerate(vote_mass) if mass == best]
+    units = np.zeros(len(vote_mass), dtype=np.int64)
+    units[winners] = SCALE // len(winners)
+    return units
+
+
 def contribution_of(
     scope: str, votes: Sequence[Vote], units: IntArray, learn: bool, pooled: bool = False
 ) -> Contribution:
@@ -71,11 +100,14 @@ def finish(
     reliability_version: str,
     share_prior: float = 1.0,
     crowd: FloatArray | None = None,
+    cold: bool = False,
 ) -> tuple[Decision, Contribution]:
     """Apply adjudication/gold overrides and the decision rule; shared by step and batch.
 
     share_prior: the curtailment's Dirichlet alpha (`share_prior_of` the snapshot used);
-    crowd: the future reader's confusion matrix for the horizon gain (`crowd_of`).
+    crowd: the future reader's confusion matrix for the horizon gain (`crowd_of`);
+    cold: the snapshot has learned nothing in this scope yet (`is_cold`), so the item
+    teaches the ledger its majority vote instead of its posterior (`majority_units`).
     """
     k = policy.n_classes
     method: str | None = None
@@ -92,9 +124,7 @@ def finish(
         method, reason_override = "gold", "gold item"
     index = int(np.argmax(units))
     confidence = float(units[index]) / SCALE
-    vote_mass = [0.0] * k
-    for v in votes:
-        vote_mass[v.column] += 1.0 / v.multiplicity
+    vote_mass = vote_mass_of(votes, k)
     columns = [v.column for v in votes]
     n_annotators = len({v.annotator for v in votes})
     critical = False
@@ -139,7 +169,9 @@ def finish(
         method=method,
         details=_details(policy, spread, stopping),
     )
-    contribution = contribution_of("", votes, units, learn, keeps_pooled_counts(policy))
+    cold_start = cold and bool(votes) and reason_override is None
+    taught = majority_units(vote_mass) if cold_start else units
+    contribution = contribution_of("", votes, taught, learn, keeps_pooled_counts(policy))
     if learns_share_prior(policy) and votes:
         key = ("", CLASS_KEY, AGREEMENT_COLUMN)
         contribution = (*contribution, (key, agreement_units(vote_mass)))
@@ -207,4 +239,5 @@ def evaluate(
         view.version,
         share_prior_of(policy, view),
         crowd_of(policy, view),
+        is_cold(view),
     )

@@ -23,7 +23,12 @@ from services.consensus.engine.decision import (
     outcome_for,
 )
 from services.consensus.engine.fixedpoint import SCALE
-from services.consensus.engine.item_categorical import contribution_of
+from services.consensus.engine.item_categorical import (
+    contribution_of,
+    is_cold,
+    majority_units,
+    vote_mass_of,
+)
 from services.consensus.engine.observation import LabelObservation
 from services.consensus.engine.policy import ConsensusPolicy
 from services.consensus.engine.reliability import ReliabilityView
@@ -92,7 +97,9 @@ def evaluate(
             "probability_present": float(units[1]) / SCALE,
             "votes_present": sum(1.0 / v.multiplicity for v in votes if v.column == 1),
         }
-        contribution.extend(contribution_of(finding, votes, units, learn))
+        cold_start = adjudication is None and bool(votes) and is_cold(view, finding)
+        taught = majority_units(vote_mass_of(votes, 2)) if cold_start else units
+        contribution.extend(contribution_of(finding, votes, taught, learn))
     if adjudication is not None:
         label_ids.add(adjudication.label_id)
     annotators = {o.annotator_id for o in state.labels if o.role == "annotator"}

@@ -55,7 +55,7 @@ def e_step(
     units = posterior_units(policy, "", votes, view, policy.n_classes)
     share_prior = item_categorical.share_prior_of(policy, view)
     crowd = item_categorical.crowd_of(policy, view)
-    cold = item_categorical.is_cold(view)
+    cold = item_categorical.is_cold(policy, view)
     out: list[tuple[ItemState, Decision]] = []
     for state, item_votes, row in zip(states, votes, units, strict=True):
         decision, contribution = item_categorical.finish(

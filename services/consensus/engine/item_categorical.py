@@ -40,9 +40,13 @@ def _one_hot(k: int, index: int) -> IntArray:
     return units
 
 
-def is_cold(view: ReliabilityView, scope: str = "") -> bool:
-    """True when the snapshot holds no consensus yet in this scope."""
-    return view.entry((scope, CLASS_KEY, 0)) is None
+def is_cold(policy: ConsensusPolicy, view: ReliabilityView, scope: str = "") -> bool:
+    """True while the snapshot holds no consensus in this scope, or less than
+    `cold_start_items` items' worth."""
+    counts = view.entry((scope, CLASS_KEY, 0))
+    if counts is None:
+        return True
+    return int(counts.sum()) < policy.float_param("cold_start_items") * SCALE
 
 
 def vote_mass_of(votes: Sequence[Vote], k: int) -> list[float]:
@@ -106,7 +110,7 @@ def finish(
 
     share_prior: the curtailment's Dirichlet alpha (`share_prior_of` the snapshot used);
     crowd: the future reader's confusion matrix for the horizon gain (`crowd_of`);
-    cold: the snapshot has learned nothing in this scope yet (`is_cold`), so the item
+    cold: the snapshot has learned too little in this scope yet (`is_cold`), so the item
     teaches the ledger its majority vote instead of its posterior (`majority_units`).
     """
     k = policy.n_classes
@@ -239,5 +243,5 @@ def evaluate(
         view.version,
         share_prior_of(policy, view),
         crowd_of(policy, view),
-        is_cold(view),
+        is_cold(policy, view),
     )

@@ -97,7 +97,7 @@ def evaluate(
             "probability_present": float(units[1]) / SCALE,
             "votes_present": sum(1.0 / v.multiplicity for v in votes if v.column == 1),
         }
-        cold_start = adjudication is None and bool(votes) and is_cold(view, finding)
+        cold_start = adjudication is None and bool(votes) and is_cold(policy, view, finding)
         taught = majority_units(vote_mass_of(votes, 2)) if cold_start else units
         contribution.extend(contribution_of(finding, votes, taught, learn))
     if adjudication is not None:

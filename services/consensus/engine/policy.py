@@ -41,6 +41,10 @@ DEFAULT_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
         "class_prior": 1.0,
         # Whether consensus posteriors (not only gold items) teach annotator reliability.
         "learn_from_consensus": True,
+        # Until the snapshot holds this many items' consensus in a scope, an item teaches
+        # the ledger its majority vote rather than its posterior (docs/CONSENSUS.md,
+        # "Cold start"): a handful of items is no estimate of how rare a class is.
+        "cold_start_items": 50.0,
         # Same annotator, several annotations on one item: "split" gives each 1/m of one
         # vote; "latest" keeps only the annotation with the greatest label_id.
         "repeat_rule": "split",
@@ -206,6 +210,8 @@ class ConsensusPolicy:
         for rule, name in (("stop_gain", "the horizon gain"), ("stop_flip_risk", "curtailment")):
             if float(merged.get(rule, 0.0)) > 0.0 and self.max_labels > MAX_CURTAILED_LABELS:
                 raise ValueError(f"{name} needs max_labels <= {MAX_CURTAILED_LABELS}")
+        if float(merged["cold_start_items"]) < 0.0:
+            raise ValueError("cold_start_items must be >= 0")
         if float(merged.get("stop_share_prior", 0.0)) < 0.0:
             raise ValueError("stop_share_prior must be >= 0 (0 = learned)")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))

@@ -9,6 +9,7 @@ whether Dawid-Skene lands in its degenerate fixed point for a rare finding (a ph
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from services.consensus.engine import (
     SCALE,
@@ -129,3 +130,8 @@ def test_a_first_snapshot_holding_one_positive_case_does_not_make_the_finding_co
     current = _learned_positive_share(ordered, refresh_every=1)
     trailing = _learned_positive_share(ordered, refresh_every=150, first_refresh=1)
     assert trailing < current + 0.03, (trailing, current)
+
+
+def test_a_negative_cold_start_items_is_refused() -> None:
+    with pytest.raises(ValueError, match="cold_start_items must be >= 0"):
+        binary_policy(params={"cold_start_items": -1.0})

@@ -23,9 +23,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import heapq
 import random
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
@@ -101,15 +100,13 @@ def replay(
         if reader in by_item[item]
     ]
     rng.shuffle(first_wave)
-    queue = [(position, position, answer) for position, answer in enumerate(first_wave)]
-    heapq.heapify(queue)
-    sequence = len(queue)
+    queue = deque(first_wave)  # third readers join behind the whole first wave
     snapshots = Snapshots(period, rng.randrange(period) if period else 0)
     states: dict[str, ItemState] = {}
     outcome: dict[str, str] = {}
     label: dict[str, str] = {}
     while queue:
-        _, _, answer = heapq.heappop(queue)
+        answer = queue.popleft()
         task = answer.task.rsplit("|", 1)[1]
         obs = LabelObservation(
             label_id=f"row-{answer.row}", annotator_id=answer.worker, value=answer.label
@@ -123,11 +120,8 @@ def replay(
         if result.decision.outcome == "needs_more":
             asked = {o.annotator_id for o in result.state.labels}
             rest = [r for r in readers if r not in asked and r in by_item[answer.task]]
-            if rest:  # after the whole first wave
-                heapq.heappush(
-                    queue, (len(first_wave) + sequence, sequence, by_item[answer.task][rest[0]])
-                )
-                sequence += 1
+            if rest:
+                queue.append(by_item[answer.task][rest[0]])
     reached = [item for item, o in outcome.items() if o == "reached"]
     return Outcome(
         two_readers=sum(1 for s in states.values() if len(s.labels) == 2),

@@ -73,6 +73,12 @@ def majority_units(vote_mass: Sequence[float]) -> IntArray:
     return units
 
 
+def taught_units(units: IntArray, vote_mass: Sequence[float], cold: bool) -> IntArray:
+    """What an item teaches the ledger: its majority vote while the snapshot is cold (and
+    the item has votes), its posterior units otherwise."""
+    return majority_units(vote_mass) if cold and any(vote_mass) else units
+
+
 def contribution_of(
     scope: str, votes: Sequence[Vote], units: IntArray, learn: bool, pooled: bool = False
 ) -> Contribution:
@@ -173,8 +179,7 @@ def finish(
         method=method,
         details=_details(policy, spread, stopping),
     )
-    cold_start = cold and bool(votes) and reason_override is None
-    taught = majority_units(vote_mass) if cold_start else units
+    taught = taught_units(units, vote_mass, cold and reason_override is None)
     contribution = contribution_of("", votes, taught, learn, keeps_pooled_counts(policy))
     if learns_share_prior(policy) and votes:
         key = ("", CLASS_KEY, AGREEMENT_COLUMN)

@@ -26,7 +26,7 @@ from services.consensus.engine.fixedpoint import SCALE
 from services.consensus.engine.item_categorical import (
     contribution_of,
     is_cold,
-    majority_units,
+    taught_units,
     vote_mass_of,
 )
 from services.consensus.engine.observation import LabelObservation
@@ -97,8 +97,8 @@ def evaluate(
             "probability_present": float(units[1]) / SCALE,
             "votes_present": sum(1.0 / v.multiplicity for v in votes if v.column == 1),
         }
-        cold_start = adjudication is None and bool(votes) and is_cold(policy, view, finding)
-        taught = majority_units(vote_mass_of(votes, 2)) if cold_start else units
+        cold = adjudication is None and is_cold(policy, view, finding)
+        taught = taught_units(units, vote_mass_of(votes, 2), cold)
         contribution.extend(contribution_of(finding, votes, taught, learn))
     if adjudication is not None:
         label_ids.add(adjudication.label_id)

@@ -102,4 +102,10 @@ def compare(published: ConsensusPublished, decision: engine.Decision) -> dict[st
         for k in expected
         if expected[k] != actual[k]
     }
+    if differing and published.method_version != decision.method_version:
+        # Decided by another engine version: the likely cause, named beside the symptoms.
+        differing["method_version"] = {
+            "published": published.method_version,
+            "replayed": decision.method_version,
+        }
     return differing or None

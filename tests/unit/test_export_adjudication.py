@@ -148,6 +148,25 @@ def test_replay_rejects_an_adjudicated_version_naming_another_adjudicator() -> N
     problem = compare(forged, rederive(forged, labels, ReliabilitySnapshot.empty()))
     assert problem is not None
     assert problem["method"] == {"published": "adjudication", "replayed": "mv"}
+    assert "method_version" not in problem  # same engine: the difference is the label's
+
+
+def test_replay_names_the_engine_version_when_another_one_decided_the_version() -> None:
+    labels = _labels()
+    published = published_version(_adjudicated(labels), 2, 1)
+    older = published.model_copy(
+        update={
+            "parameters": POLICY.to_dict(),
+            "adjudicator_id": "someone-else",
+            "method_version": "consilium-engine/0.9.0",
+        }
+    )
+    problem = compare(older, rederive(older, labels, ReliabilitySnapshot.empty()))
+    assert problem is not None
+    assert problem["method_version"] == {
+        "published": "consilium-engine/0.9.0",
+        "replayed": engine.ENGINE_VERSION,
+    }
 
 
 def test_an_adjudicated_multi_finding_report_carries_the_rationale() -> None:

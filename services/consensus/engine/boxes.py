@@ -13,8 +13,9 @@ order does not matter (boxes are sorted canonically).
 2. Existence. Each candidate is a binary sub-problem ("absent", "present") in ledger
    scope "box": every reader on the item votes present (drew a box in the cluster) or
    absent. The policy's method (mv, weighted, ds) gives the posterior q_j that the object
-   exists; for ds the reader's 2 x 2 matrix is their detection sensitivity and
-   specificity, learned online exactly like a binary confusion matrix.
+   exists; for ds the reader's 2 x 2 matrix holds their detection sensitivity, learned
+   online exactly like a binary confusion matrix, and the likelihood is that of the
+   drawing pattern given that the candidate was formed (engine/box_existence.py).
 3. Localisation. Reader a's coordinate error, as a fraction of the fused box's width
    (x) or height (y), has variance s2_a = (S_a + n0 v0) / (M_a + n0), v0 = box_prior_sd^2,
    n0 = prior_strength, from additive statistics in scope "box-loc": M_a = sum q (1 - w_a/W)
@@ -43,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from services.consensus.engine.categorical import posterior_units
+from services.consensus.engine.box_existence import existence_units
 from services.consensus.engine.decision import Decision, Outcome, make_decision, outcome_for
 from services.consensus.engine.fixedpoint import SCALE, IntArray
 from services.consensus.engine.item_categorical import contribution_of
@@ -222,11 +223,7 @@ def evaluate(
         fused, residual, total = _fuse(boxes, [variance[a] for a in members])
         share = tuple(1.0 - (1.0 / variance[a]) / total for a in members)
         candidates.append(Candidate(tuple(members), fused, residual, share, 1.0 / math.sqrt(total)))
-    units = (
-        posterior_units(policy, EXIST_SCOPE, votes, view, 2)
-        if candidates
-        else np.zeros((0, 2), dtype=np.int64)
-    )
+    units = existence_units(policy, EXIST_SCOPE, votes, view)
     adjudication = adjudicated(state.labels)
     tolerance = policy.float_param("box_tolerance")
     needed = min(int(policy.float_param("box_min_support")), policy.min_labels)

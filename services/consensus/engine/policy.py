@@ -115,6 +115,9 @@ KIND_PARAMS: Mapping[str, Mapping[str, ParamValue]] = MappingProxyType(
                 "box_tolerance": 0.1,
                 # Prior localisation error (fraction of box size) of a new reader.
                 "box_prior_sd": 0.05,
+                # ds: chance that a reader draws a false box matching a given spot, i.e.
+                # how often two readers' false boxes coincide (engine/box_existence.py).
+                "box_false_draw_rate": 0.1,
             }
         ),
         "mask": MappingProxyType(
@@ -214,6 +217,8 @@ class ConsensusPolicy:
             raise ValueError("cold_start_items must be >= 0")
         if float(merged.get("stop_share_prior", 0.0)) < 0.0:
             raise ValueError("stop_share_prior must be >= 0 (0 = learned)")
+        if not 0.0 < float(merged.get("box_false_draw_rate", 0.5)) < 1.0:
+            raise ValueError("box_false_draw_rate must be in (0, 1)")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(merged.items()))))
 

@@ -189,6 +189,15 @@ async def services(stack: StackSettings) -> AsyncIterator[dict[str, ServiceRunti
         await runtime.stop()
 
 
+async def fetch_value(service: str, sql: str, *args: Any) -> Any:
+    """One value from a service's test database, on a connection of its own."""
+    conn = await connect(dsn_for(service), service)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
+
+
 async def wait_until(
     condition: Callable[[], Any], timeout: float = 30.0, every: float = 0.1
 ) -> None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from services.cli.audit import app as audit_app
 from shared.audit import PgAuditLog
 from shared.db.pool import connect
-from tests.integration.conftest import TEST_DATABASE, dsn_for
+from tests.integration.conftest import TEST_DATABASE, dsn_for, fetch_value
 
 pytestmark = pytest.mark.integration
 
@@ -136,14 +136,9 @@ def test_audit_verify_names_the_first_modified_row(stack: Any) -> None:
 
 
 async def _body(seq: int) -> str:
-    conn = await connect(dsn_for("submission"), "submission")
-    try:
-        body: str = await conn.fetchval(
-            "SELECT body FROM audit.log WHERE chain = 'submission' AND seq = $1", seq
-        )
-        return body
-    finally:
-        await conn.close()
+    sql = "SELECT body FROM audit.log WHERE chain = 'submission' AND seq = $1"
+    body: str = await fetch_value("submission", sql, seq)
+    return body
 
 
 def _disabled(sql: str) -> str:

@@ -22,7 +22,7 @@ from shared.events import ConsensusPolicy
 from shared.runtime import ServiceRuntime
 from shared.topics import CONSENSUS_LABELS, ITEMS_REGISTERED, LABELS_SUBMITTED, TASKS_DEFINED
 from tests import factories
-from tests.integration.conftest import Kafka, dsn_for, wait_until
+from tests.integration.conftest import Kafka, dsn_for, fetch_value, wait_until
 from tests.integration.test_pipeline import _known_to_submission
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,9 @@ DSNS = {name: dsn_for(name) for name in ("export", "submission", "consensus")}
 
 
 async def _published_count(task_id: str) -> int:
-    conn = await connect(dsn_for("export"), "export")
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM published WHERE payload->>'task_id' = $1", task_id
-        )
-        return count
-    finally:
-        await conn.close()
+    sql = "SELECT count(*) FROM published WHERE payload->>'task_id' = $1"
+    count: int = await fetch_value("export", sql, task_id)
+    return count
 
 
 @pytest.fixture(scope="module")
@@ -97,38 +92,21 @@ async def decided_task(services: dict[str, ServiceRuntime], kafka: Kafka) -> dic
 
 
 async def _decisions_on(item_id: str, at_least: int) -> bool:
-    conn = await connect(dsn_for("consensus"), "consensus")
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM decisions WHERE item_id = $1", item_id
-        )
-        return count >= at_least
-    finally:
-        await conn.close()
+    sql = "SELECT count(*) FROM decisions WHERE item_id = $1"
+    count: int = await fetch_value("consensus", sql, item_id)
+    return count >= at_least
 
 
 async def _consensus_version(item_id: str) -> int:
-    conn = await connect(dsn_for("consensus"), "consensus")
-    try:
-        version: int = await conn.fetchval(
-            "SELECT consensus_version FROM item_state WHERE item_id = $1", item_id
-        )
-        return version
-    finally:
-        await conn.close()
+    sql = "SELECT consensus_version FROM item_state WHERE item_id = $1"
+    version: int = await fetch_value("consensus", sql, item_id)
+    return version
 
 
 async def _published_version(item_id: str, version: int) -> bool:
-    conn = await connect(dsn_for("export"), "export")
-    try:
-        found: bool = await conn.fetchval(
-            "SELECT count(*) > 0 FROM published WHERE item_id = $1 AND version = $2",
-            item_id,
-            version,
-        )
-        return found
-    finally:
-        await conn.close()
+    sql = "SELECT count(*) > 0 FROM published WHERE item_id = $1 AND version = $2"
+    found: bool = await fetch_value("export", sql, item_id, version)
+    return found
 
 
 async def _at_least(task_id: str, count: int) -> bool:

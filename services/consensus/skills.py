@@ -4,9 +4,11 @@ skill is the annotator's expected accuracy on the task: the posterior mean of a 
 prior (`prior_strength` pseudo-labels at `prior_accuracy`, the task policy's parameters)
 updated with the mass of their labels that matched the consensus or gold class, out of
 all their learned mass (the diagonal and the total of their confusion counts in the
-ledger). agreement_with_consensus is that share without the prior. Only the classifying
-kinds (binary, categorical, ordinal) keep per-annotator confusion counts; other kinds
-publish no estimate.
+ledger). agreement_with_consensus is that share without the prior. The classifying kinds
+(binary, categorical, ordinal) keep per-annotator confusion counts over the task's
+classes; box tasks keep them over candidate existence (drew a box where the consensus
+has an object, drew none where it has none: engine/boxes.py), so their skill is the
+reader's detection accuracy on candidate objects. Other kinds publish no estimate.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.consensus import engine
+from services.consensus.engine.boxes import EXIST_SCOPE
 from services.consensus.engine.categorical import confusion_counts
 from services.consensus.engine.fixedpoint import SCALE
 from services.consensus.engine.reliability import ReliabilityView
 from shared.events import AnnotatorSkillEstimated
 
-SKILL_KINDS = frozenset({"binary", "categorical", "ordinal"})
+# kind -> the ledger scope of the confusion counts a skill is read from.
+_CONFUSION_OF_KIND = {"binary": "", "categorical": "", "ordinal": "", "boxes": EXIST_SCOPE}
+SKILL_KINDS = frozenset(_CONFUSION_OF_KIND)
 # An estimate is published when it moved by this much since the last one published ...
 MATERIAL_CHANGE = 0.02
 # ... or when the annotator gave this many labels since.
@@ -54,7 +59,9 @@ def estimate(
     """The annotator's current estimate, or None when the ledger knows nothing of them."""
     if policy.kind not in SKILL_KINDS:
         return None
-    confusion = confusion_counts(view, "", annotator_id, policy.n_classes)
+    scope = _CONFUSION_OF_KIND[policy.kind]
+    classes = 2 if policy.kind == "boxes" else policy.n_classes
+    confusion = confusion_counts(view, scope, annotator_id, classes)
     total = float(confusion.sum()) / SCALE
     if total <= 0.0:
         return None

@@ -57,6 +57,26 @@ def test_skill_is_the_posterior_mean_accuracy_and_agreement_the_raw_share() -> N
     assert (found.labels, found.gold_labels, found.gold_accuracy) == (10, 4, 0.75)
 
 
+def test_a_box_readers_skill_is_their_accuracy_on_candidate_existence() -> None:
+    """Four candidates: two objects the reader drew, one false box they did not draw,
+    and one object they missed."""
+    boxes = engine.ConsensusPolicy(method="ds", kind="boxes", classes=("nodule",))
+    ledger = ReliabilityLedger()
+    drew = np.array([0, 2 * SCALE], dtype=np.int64)  # rows: consensus absent, present
+    did_not_draw = np.array([1 * SCALE, 1 * SCALE], dtype=np.int64)
+    ledger.apply(
+        engine.ReliabilityDelta({("box", "r-1", 1): drew, ("box", "r-1", 0): did_not_draw})
+    )
+    found = estimate(boxes, ledger.snapshot(), "r-1", "t", LabelCounts(labels=4))
+    assert found is not None
+    assert found.agreement_with_consensus == pytest.approx(0.75)
+    strength = boxes.float_param("prior_strength")
+    prior = boxes.float_param("prior_accuracy")
+    assert found.skill == pytest.approx((3 + strength * prior) / (4 + strength), abs=1e-6)
+    # The categorical scope holds nothing of a box reader.
+    assert estimate(BINARY, ledger.snapshot(), "r-1", "t", LabelCounts(labels=4)) is None
+
+
 def test_nothing_is_estimated_for_an_unknown_annotator_or_a_non_classifying_kind() -> None:
     snapshot = _ledger("r-1", right=3, wrong=0)
     assert estimate(BINARY, snapshot, "r-2", "t", LabelCounts(labels=5)) is None

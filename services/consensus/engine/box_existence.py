@@ -5,8 +5,8 @@ false boxes, nearly always one reader's: a false box matching another reader's f
 is a coincidence. Plain Dawid-Skene reads each reader's draw rate on absent candidates off
 those candidates (about 1 / readers on the image) and multiplies such rates as if readers
 drew false boxes independently at that spot: two agreeing readers then look hardly more
-convincing than one. Streamed, ds accepted some one-reader false boxes; EM from scratch
-settled on rejecting a quarter of the real objects drawn by two of three readers
+convincing than one. Streamed, ds kept the one-reader false boxes it put above 1/2; EM
+from scratch settled on calling every object that two of three readers drew absent
 (bench/box_existence.py, docs/CONSENSUS.md).
 
 ds therefore scores existence with the likelihood of the drawing pattern given that the
@@ -21,8 +21,8 @@ sensitivity, learned as before, and f = `box_false_draw_rate` is the chance that
 draws a false box matching a given spot. f is a parameter, not learned: candidates alone
 hardly identify it, since a false candidate with one drawer looks the same whatever f is.
 The class prior P(present | formed) is learned from the candidates as before. One drawer
-gives the absent side about 1 / n, two drawers about f: a lone box needs a sensitive
-reader and a crowd of misses to stand, a second reader's box makes it an object.
+gives the absent side about 1 / n, two drawers about f: a lone box stands only where the
+other readers often miss objects, and a second reader's box makes it an object.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from services.consensus.engine.categorical import (
     posterior_units,
     softmax_rows,
 )
-from services.consensus.engine.fixedpoint import IntArray, quantize
+from services.consensus.engine.fixedpoint import FloatArray, IntArray, quantize
 from services.consensus.engine.policy import ConsensusPolicy
 from services.consensus.engine.reliability import ReliabilityView
 from services.consensus.engine.votes import Vote
@@ -58,7 +58,7 @@ def existence_units(
         return posterior_units(policy, scope, candidates, view, 2)
     f = policy.float_param("box_false_draw_rate")
     prior = log_prior(policy, class_counts(view, scope, 2))
-    log_theta: dict[str, np.ndarray] = {}
+    log_theta: dict[str, FloatArray] = {}
     scores = np.tile(prior, (len(candidates), 1))
     for j, votes in enumerate(candidates):
         for vote in votes:

@@ -8,7 +8,9 @@ ledger). agreement_with_consensus is that share without the prior. The classifyi
 (binary, categorical, ordinal) keep per-annotator confusion counts over the task's
 classes; box tasks keep them over candidate existence (drew a box where the consensus
 has an object, drew none where it has none: engine/boxes.py), so their skill is the
-reader's detection accuracy on candidate objects. Other kinds publish no estimate.
+reader's detection accuracy on candidate objects; multi-label tasks keep them per
+finding (present or absent), summed here, so their skill is the reader's accuracy on one
+finding of one item. Numeric and mask tasks publish no estimate.
 """
 
 from __future__ import annotations
@@ -20,13 +22,11 @@ import numpy as np
 from services.consensus import engine
 from services.consensus.engine.boxes import EXIST_SCOPE
 from services.consensus.engine.categorical import confusion_counts
-from services.consensus.engine.fixedpoint import SCALE
+from services.consensus.engine.fixedpoint import SCALE, IntArray
 from services.consensus.engine.reliability import ReliabilityView
 from shared.events import AnnotatorSkillEstimated
 
-# kind -> the ledger scope of the confusion counts a skill is read from.
-_CONFUSION_OF_KIND = {"binary": "", "categorical": "", "ordinal": "", "boxes": EXIST_SCOPE}
-SKILL_KINDS = frozenset(_CONFUSION_OF_KIND)
+SKILL_KINDS = frozenset({"binary", "categorical", "ordinal", "boxes", "multilabel"})
 # An estimate is published when it moved by this much since the last one published ...
 MATERIAL_CHANGE = 0.02
 # ... or when the annotator gave this many labels since.
@@ -59,9 +59,7 @@ def estimate(
     """The annotator's current estimate, or None when the ledger knows nothing of them."""
     if policy.kind not in SKILL_KINDS:
         return None
-    scope = _CONFUSION_OF_KIND[policy.kind]
-    classes = 2 if policy.kind == "boxes" else policy.n_classes
-    confusion = confusion_counts(view, scope, annotator_id, classes)
+    confusion = _confusion(policy, view, annotator_id)
     total = float(confusion.sum()) / SCALE
     if total <= 0.0:
         return None
@@ -79,6 +77,18 @@ def estimate(
             round(counts.gold_correct / counts.gold_labels, 6) if counts.gold_labels else None
         ),
     )
+
+
+def _confusion(
+    policy: engine.ConsensusPolicy, view: ReliabilityView, annotator_id: str
+) -> IntArray:
+    """The annotator's confusion counts the skill is read from (see the module docstring)."""
+    if policy.kind == "boxes":
+        return confusion_counts(view, EXIST_SCOPE, annotator_id, 2)
+    if policy.kind == "multilabel":
+        per_finding = [confusion_counts(view, f, annotator_id, 2) for f in policy.classes]
+        return np.asarray(np.sum(per_finding, axis=0), dtype=np.int64)
+    return confusion_counts(view, "", annotator_id, policy.n_classes)
 
 
 def should_publish(current: AnnotatorSkillEstimated, last: LastPublished | None) -> bool:

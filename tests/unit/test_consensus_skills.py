@@ -77,11 +77,38 @@ def test_a_box_readers_skill_is_their_accuracy_on_candidate_existence() -> None:
     assert estimate(BINARY, ledger.snapshot(), "r-1", "t", LabelCounts(labels=4)) is None
 
 
+def test_a_multilabel_readers_skill_pools_their_findings() -> None:
+    """Effusion: right on 3 items of 4; pneumothorax: right on 1 of 2 (rows: consensus
+    absent, present; columns: the reader said absent, present)."""
+    findings = engine.ConsensusPolicy(
+        method="ds", kind="multilabel", classes=("effusion", "pneumothorax")
+    )
+    units = {
+        ("effusion", "r-1", 0): [2, 1],  # said absent: right twice, missed once
+        ("effusion", "r-1", 1): [0, 1],
+        ("pneumothorax", "r-1", 1): [1, 1],  # said present on one absent, one present
+    }
+    ledger = ReliabilityLedger()
+    ledger.apply(
+        engine.ReliabilityDelta(
+            {key: np.array(v, dtype=np.int64) * SCALE for key, v in units.items()}
+        )
+    )
+    found = estimate(findings, ledger.snapshot(), "r-1", "t", LabelCounts(labels=4))
+    assert found is not None
+    assert found.agreement_with_consensus == pytest.approx(4 / 6)
+    strength = findings.float_param("prior_strength")
+    prior = findings.float_param("prior_accuracy")
+    assert found.skill == pytest.approx((4 + strength * prior) / (6 + strength), abs=1e-6)
+
+
 def test_nothing_is_estimated_for_an_unknown_annotator_or_a_non_classifying_kind() -> None:
     snapshot = _ledger("r-1", right=3, wrong=0)
     assert estimate(BINARY, snapshot, "r-2", "t", LabelCounts(labels=5)) is None
     numeric = engine.ConsensusPolicy(method="median", kind="numeric")
     assert estimate(numeric, snapshot, "r-1", "t", LabelCounts(labels=5)) is None
+    findings = engine.ConsensusPolicy(method="ds", kind="multilabel", classes=("effusion",))
+    assert estimate(findings, snapshot, "r-1", "t", LabelCounts(labels=5)) is None
 
 
 def _estimate(

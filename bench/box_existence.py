@@ -80,14 +80,14 @@ def synthetic_images(seed: int, design: Design) -> list[Image]:
         look_alike = (rng.uniform(1200, 1600), 0.0) if rng.random() < design.distractor else None
         readings: dict[str, tuple[Box, ...]] = {}
         for reader in READERS:
-            boxes = []
+            drawn: list[Box] = []
             if object_at is not None and rng.random() < design.sensitivity:
-                boxes.append(_box(object_at[0] + rng.gauss(0, 1), object_at[1] + rng.gauss(0, 1)))
+                drawn.append(_box(object_at[0] + rng.gauss(0, 1), object_at[1] + rng.gauss(0, 1)))
             if look_alike is not None and rng.random() < 0.3:
-                boxes.append(_box(look_alike[0] + rng.gauss(0, 1), look_alike[1]))
+                drawn.append(_box(look_alike[0] + rng.gauss(0, 1), look_alike[1]))
             if rng.random() < design.false_boxes:  # a false box well away from the rest
-                boxes.append(_box(rng.uniform(600, 1000), rng.uniform(600, 1000)))
-            readings[reader] = tuple(boxes)
+                drawn.append(_box(rng.uniform(600, 1000), rng.uniform(600, 1000)))
+            readings[reader] = tuple(drawn)
         out.append(Image(f"image-{index}", readings, object_at))
     return out
 

@@ -69,6 +69,7 @@ def evaluate(
     learn = bool(policy.param("learn_from_consensus")) or adjudication is not None
     for finding in policy.classes:
         votes = item_votes(policy, state.labels, _column_for(finding))
+        vote_mass = vote_mass_of(votes, 2)
         label_ids.update(v.label_id for v in votes)
         units = posterior_units(policy, finding, [votes], view, 2)[0]
         if adjudication is not None:
@@ -95,10 +96,10 @@ def evaluate(
             "present": bool(index),
             "confidence": confidence,
             "probability_present": float(units[1]) / SCALE,
-            "votes_present": sum(1.0 / v.multiplicity for v in votes if v.column == 1),
+            "votes_present": vote_mass[1],
         }
         cold = adjudication is None and is_cold(policy, view, finding)
-        taught = taught_units(units, vote_mass_of(votes, 2), cold)
+        taught = taught_units(units, vote_mass, cold)
         contribution.extend(contribution_of(finding, votes, taught, learn))
     if adjudication is not None:
         label_ids.add(adjudication.label_id)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +30,31 @@ def seeded_order(dataset: Dataset, seed: int) -> list[Answer]:
 
     order = np.random.default_rng(seed).permutation(len(dataset.answers))
     return [dataset.answers[i] for i in order]
+
+
+def same_budget_order(order: Sequence[Answer], labels: int) -> list[Answer]:
+    """The fixed design `labels` labels buy: each item's first labels in `order`.
+
+    Every item keeps one label and the same share of its others, the remainders going to
+    the largest fractions (first-seen items on a tie): the uniform overlap a platform
+    would set for the same budget, revealed in the same order.
+    """
+    per_task = Counter(answer.task for answer in order)
+    if not len(per_task) <= labels <= len(order):
+        raise ValueError(f"labels must be in {len(per_task)}..{len(order)}, not {labels}")
+    others = len(order) - len(per_task)
+    share = (labels - len(per_task)) / others if others else 0.0
+    exact = {task: share * (n - 1) for task, n in per_task.items()}
+    quota = {task: 1 + math.floor(x) for task, x in exact.items()}
+    by_fraction = sorted(exact, key=lambda task: -(exact[task] - math.floor(exact[task])))
+    for task in by_fraction[: labels - sum(quota.values())]:
+        quota[task] += 1
+    kept: list[Answer] = []
+    for answer in order:
+        if quota[answer.task] > 0:
+            quota[answer.task] -= 1
+            kept.append(answer)
+    return kept
 
 
 def observation(answer: Answer) -> LabelObservation:

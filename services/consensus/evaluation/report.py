@@ -12,7 +12,6 @@ def to_json(document: dict[str, Any]) -> str:
 
 
 def print_table(document: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     numeric = document.get("kind") == "numeric"
@@ -34,12 +33,11 @@ def print_table(document: dict[str, Any]) -> None:
             str(row.get("labels_used", "")),
             f"{row.get('seconds', 0):.2f}",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def print_summary(document: dict[str, Any]) -> None:
     """The table of several seeded replays (evaluation/seeds.py)."""
-    from rich.console import Console
     from rich.table import Table
 
     seeds = document["seeds"]
@@ -48,10 +46,11 @@ def print_summary(document: dict[str, Any]) -> None:
         title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}",
         caption=f"vs fixed: mean accuracy points against the same method's fixed run, "
         f"± its standard error over the seeds; met: "
-        f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels",
+        f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels; "
+        f"gain: mean points over a fixed overlap of the same number of labels",
     )
     table.add_column("method", no_wrap=True)
-    for column in ("accuracy", "min-max", "vs fixed", "share", "met"):
+    for column in ("accuracy", "min-max", "vs fixed", "share", "met", "gain"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, row in document["summary"].items():
         dynamic = "points_vs_fixed_mean" in row
@@ -62,14 +61,27 @@ def print_summary(document: dict[str, Any]) -> None:
             _points(row) if dynamic else "",
             f"{row['label_share_mean']:.3f}" if dynamic else "",
             f"{row['seeds_meeting_target']}/{len(seeds)}" if dynamic else "",
+            _signed(row.get("points_vs_same_budget_mean")),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def _points(row: dict[str, Any]) -> str:
     stderr = row["points_vs_fixed_stderr"]
     mean = f"{row['points_vs_fixed_mean']:+.2f}"
     return mean if stderr is None else f"{mean} ± {stderr:.2f}"
+
+
+def _console() -> Any:
+    """Rich's console; piped output gets 120 columns instead of 80, so rows stay whole."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=120)
+
+
+def _signed(points: float | None) -> str:
+    return "" if points is None else f"{points:+.2f}"
 
 
 def _fmt(value: Any) -> str:

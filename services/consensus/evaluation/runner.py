@@ -8,7 +8,13 @@ from typing import Any
 
 from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
 from services.consensus.evaluation.dataset import Dataset
-from services.consensus.evaluation.replay import accuracy, policy_for, replay, seeded_order
+from services.consensus.evaluation.replay import (
+    accuracy,
+    policy_for,
+    replay,
+    same_budget_order,
+    seeded_order,
+)
 from services.consensus.evaluation.settings import DynamicSettings
 
 ENGINE_METHODS = ("mv", "weighted", "ds")
@@ -73,17 +79,32 @@ def evaluate(
             )
             live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
             outcomes = [d.outcome for d in live.online.values()]
+            share = live.labels_used / len(dataset.answers)
+            # What the same budget buys without the policy: the baseline it must beat.
+            uniform = replay(
+                dataset,
+                policy_for(dataset, method, params=shared),
+                same_budget_order(order, live.labels_used),
+                dynamic=False,
+            )
             results[f"consilium-{method}-dynamic"] = {
                 "accuracy": _round(accuracy(live.final, dataset.truth)),
                 "labels_used": live.labels_used,
                 "seconds": round(live.seconds, 3),
                 "online_accuracy": _round(accuracy(live.online, dataset.truth)),
-                "label_share": _round(live.labels_used / len(dataset.answers)),
+                "label_share": _round(share),
                 "contested": outcomes.count("contested"),
                 "reached": outcomes.count("reached"),
                 "needs_more": outcomes.count("needs_more"),
                 # Which rule closed each item: the threshold, the gain rule, max_labels...
                 "reasons": dict(sorted(Counter(d.reason for d in live.online.values()).items())),
+            }
+            results[f"consilium-{method}-same-budget"] = {
+                "accuracy": _round(accuracy(uniform.final, dataset.truth)),
+                "labels_used": uniform.labels_used,
+                "seconds": round(uniform.seconds, 3),
+                "online_accuracy": _round(accuracy(uniform.online, dataset.truth)),
+                "label_share": _round(uniform.labels_used / len(dataset.answers)),
             }
     if crowdkit:
         for name in CROWDKIT_METHODS:

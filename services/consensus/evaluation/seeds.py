@@ -4,8 +4,8 @@ target (docs/CONSENSUS.md, "Dynamic policy").
 One replay order is one draw: on a dataset of a hundred items a single item moves the
 accuracy by a point. The summary gives each method's mean, min and max accuracy over the
 seeds and, for a dynamic run, its change against the same method's fixed run on the
-same seed (with the standard error of its mean) and how many seeds meet the dynamic
-target.
+same seed (with the standard error of its mean), how many seeds meet the dynamic
+target, and its mean gain over the fixed overlap of the same budget.
 """
 
 from __future__ import annotations
@@ -57,6 +57,12 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 for row, doc in zip(rows, documents, strict=True)
             ]
             shares = [row["label_share"] for row in rows]
+            uniform = f"{fixed}-same-budget"
+            gained = [
+                round(100 * (row["accuracy"] - doc["results"][uniform]["accuracy"]), 2)
+                for row, doc in zip(rows, documents, strict=True)
+                if uniform in doc["results"]
+            ]
             entry |= {
                 "points_vs_fixed": points,
                 "points_vs_fixed_mean": round(statistics.fmean(points), 2),
@@ -68,6 +74,9 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     for p, s in zip(points, shares, strict=True)
                 ),
             }
+            if gained:
+                # Against the fixed overlap the same labels buy (runner.py).
+                entry["points_vs_same_budget_mean"] = round(statistics.fmean(gained), 2)
         summary[method] = entry
     return summary
 

@@ -23,12 +23,15 @@ def test_seeds_are_ranges_or_lists_without_repeats() -> None:
             parse_seeds(bad)
 
 
-def _run(seed: int, fixed: float, dynamic: float, share: float) -> dict[str, Any]:
+def _run(
+    seed: int, fixed: float, dynamic: float, share: float, same_budget: float = 0.85
+) -> dict[str, Any]:
     return {
         "seed": seed,
         "results": {
             "consilium-ds": {"accuracy": fixed},
             "consilium-ds-dynamic": {"accuracy": dynamic, "label_share": share},
+            "consilium-ds-same-budget": {"accuracy": same_budget, "label_share": share},
             "crowdkit-DS": {"accuracy": None},  # a dataset without truth
         },
     }
@@ -38,10 +41,10 @@ def test_the_summary_compares_each_dynamic_run_with_its_own_fixed_run() -> None:
     runs = [
         _run(0, 0.90, 0.895, 0.55),  # -0.5 points: meets
         _run(1, 0.90, 0.91, 0.61),  # better, but over the label budget
-        _run(2, 0.88, 0.87, 0.40),  # -1 point
+        _run(2, 0.88, 0.87, 0.40, same_budget=0.88),  # -1 point
     ]
     summary = summarise(runs)
-    assert set(summary) == {"consilium-ds", "consilium-ds-dynamic"}
+    assert set(summary) == {"consilium-ds", "consilium-ds-dynamic", "consilium-ds-same-budget"}
     assert summary["consilium-ds"] == {
         "accuracy_mean": 0.8933,
         "accuracy_min": 0.88,
@@ -54,6 +57,17 @@ def test_the_summary_compares_each_dynamic_run_with_its_own_fixed_run() -> None:
     assert summarise(runs[:1])["consilium-ds-dynamic"]["points_vs_fixed_stderr"] is None
     assert dynamic["label_share_mean"] == 0.52
     assert dynamic["seeds_meeting_target"] == 1
+    # Against the fixed overlap of the same labels: +4.5, +6, -1 points.
+    assert dynamic["points_vs_same_budget_mean"] == 3.17
+    assert (
+        "points_vs_same_budget_mean"
+        not in summarise([_without_same_budget(runs[0])])["consilium-ds-dynamic"]
+    )
+
+
+def _without_same_budget(run: dict[str, Any]) -> dict[str, Any]:
+    results = {k: v for k, v in run["results"].items() if not k.endswith("-same-budget")}
+    return {**run, "results": results}
 
 
 def test_eval_with_seeds_reports_every_run_and_their_summary(tmp_path: Path) -> None:

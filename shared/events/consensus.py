@@ -41,7 +41,8 @@ class DecisionRecord(InternalPayload):
     # Pseudonymous ids of the readers behind contributing_label_ids (for provenance).
     contributing_annotators: tuple[str, ...] = ()
     # What the stopping rules computed when the decision rule consulted them (horizon_gain,
-    # flip_risk), so a reach below the threshold shows the value it was reached on.
+    # flip_risk, dissent_share), so a reach below the threshold shows the value it was
+    # reached on, and a hold the share that held it.
     stopping: dict[str, float] = Field(default_factory=dict)
 
 

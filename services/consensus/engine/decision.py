@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -101,6 +102,7 @@ def outcome_for(
     spread_too_wide: bool,
     flip_risk: Callable[[], float] | None = None,
     horizon_gain: Callable[[], float] | None = None,
+    dissent: float | None = None,
 ) -> tuple[Outcome, str]:
     """The decision rule, in order: critical finding, ordinal spread, confidence, count.
 
@@ -108,7 +110,9 @@ def outcome_for(
     also needs it at most stop_flip_risk. horizon_gain (policies with stop_gain): below
     the threshold, an item at least stop_gain_floor confident is also reached when the
     labels up to max_labels would raise its expected accuracy by at most stop_gain and
-    by at most stop_gain_share of its remaining error (engine/horizon.py).
+    by at most stop_gain_share of its remaining error (engine/horizon.py). dissent
+    (policies with hold_dissent_share): the minority's share of the item's votes; at
+    least hold_dissent_share holds a reaching item back until hold_dissent_until.
     """
     if critical:
         return "contested", "critical finding reported"
@@ -127,6 +131,8 @@ def outcome_for(
         ):
             reason = "more labels would not change it"
         if reason is not None:
+            if dissent is not None and _held_for_dissent(policy, n_annotators, dissent):
+                return "needs_more", "readers split"
             if flip_risk is None or flip_risk() <= policy.float_param("stop_flip_risk"):
                 return "reached", reason
             unsettled = True
@@ -137,6 +143,24 @@ def outcome_for(
             "below min_labels" if n_annotators < policy.min_labels else "below threshold"
         )
     return "contested", "max_labels reached without confidence"
+
+
+def holds_for_dissent(policy: ConsensusPolicy) -> bool:
+    return float(policy.params.get("hold_dissent_share", 0.0)) > 0.0
+
+
+def minority_share(votes: Sequence[float]) -> float:
+    """The share of the votes not for the leading class (0.0 without votes)."""
+    total = float(sum(votes))
+    return 0.0 if total <= 0.0 else 1.0 - float(max(votes)) / total
+
+
+def _held_for_dissent(policy: ConsensusPolicy, n_annotators: int, dissent: float) -> bool:
+    # The 1e-9s keep exact values exact: 1 of 5 votes is a share of 0.2, not 0.19999...,
+    # and 0.6 of 10 labels is 6, not 6.000...1 rounded up to 7.
+    until = math.ceil(policy.float_param("hold_dissent_until") * policy.max_labels - 1e-9)
+    split = dissent >= policy.float_param("hold_dissent_share") - 1e-9
+    return split and n_annotators < min(until, policy.max_labels)
 
 
 def _horizon_cannot_fix_it(policy: ConsensusPolicy, confidence: float, gain: float) -> bool:

@@ -16,7 +16,14 @@ from services.consensus.engine.categorical import (
     stops_on_gain,
 )
 from services.consensus.engine.curtail import agreement_units, flip_risk, learned_share_prior
-from services.consensus.engine.decision import Decision, Outcome, make_decision, outcome_for
+from services.consensus.engine.decision import (
+    Decision,
+    Outcome,
+    holds_for_dissent,
+    make_decision,
+    minority_share,
+    outcome_for,
+)
 from services.consensus.engine.fixedpoint import SCALE, FloatArray, IntArray
 from services.consensus.engine.horizon import horizon_gain
 from services.consensus.engine.policy import ConsensusPolicy
@@ -160,8 +167,11 @@ def finish(
             gain = _recorded(
                 stopping, "horizon_gain", partial(horizon_gain, units / SCALE, crowd, remaining)
             )
+        dissent = None
+        if holds_for_dissent(policy):
+            dissent = stopping["dissent_share"] = minority_share(vote_mass)
         outcome, reason = outcome_for(
-            policy, n_annotators, confidence, critical, too_wide, risk, gain
+            policy, n_annotators, confidence, critical, too_wide, risk, gain, dissent
         )
     learn = bool(policy.param("learn_from_consensus")) or reason_override is not None
     decision = make_decision(

@@ -81,6 +81,13 @@ POOLED_PARAMS: Mapping[str, ParamValue] = MappingProxyType(
         # they could fix nearly all of it the gain is just 1 - confidence, and reaching
         # on it would trust the posterior's calibration below the threshold.
         "stop_gain_share": 0.5,
+        # Dissent hold (0 = off): an item whose minority votes are at least this share of
+        # its votes is not reached, however confident, while it has fewer labels than...
+        "hold_dissent_share": 0.0,
+        # ...this share of max_labels (rounded up; 1 = up to max_labels). Dawid-Skene
+        # trusts a confident majority over a dissenter it thinks weak; readers who err
+        # together on hard items make that dissent a sign the item is hard.
+        "hold_dissent_until": 1.0,
     }
 )
 
@@ -206,6 +213,10 @@ class ConsensusPolicy:
             raise ValueError("stop_flip_risk must be in [0, 1)")
         if not 0.0 <= float(merged.get("stop_gain", 0.0)) < 1.0:
             raise ValueError("stop_gain must be in [0, 1)")
+        if not 0.0 <= float(merged.get("hold_dissent_share", 0.0)) < 1.0:
+            raise ValueError("hold_dissent_share must be in [0, 1)")
+        if not 0.0 < float(merged.get("hold_dissent_until", 1.0)) <= 1.0:
+            raise ValueError("hold_dissent_until must be in (0, 1]")
         for bounded in ("stop_gain_floor", "stop_gain_share"):
             if not 0.0 <= float(merged.get(bounded, 0.0)) <= 1.0:
                 raise ValueError(f"{bounded} must be in [0, 1]")

@@ -66,6 +66,15 @@ def eval_command(
         float,
         typer.Option(help="Dynamic: ...and where the gain is at most this share of the error"),
     ] = DEFAULTS.stop_gain_share,
+    hold_dissent: Annotated[
+        float,
+        typer.Option(
+            help="Dynamic: do not reach while the minority holds this share of the votes (0 = off)"
+        ),
+    ] = DEFAULTS.hold_dissent_share,
+    hold_dissent_until: Annotated[
+        float, typer.Option(help="Dynamic: ...until the item has this share of max_labels")
+    ] = DEFAULTS.hold_dissent_until,
     crowdkit: Annotated[bool, typer.Option(help="Also fit crowd-kit's methods")] = True,
 ) -> None:
     """Replay DATASET_DIR through the engine one label at a time and report accuracy."""
@@ -102,6 +111,8 @@ def eval_command(
             stop_gain=stop_gain,
             stop_gain_floor=stop_gain_floor,
             stop_gain_share=stop_gain_share,
+            hold_dissent_share=hold_dissent,
+            hold_dissent_until=hold_dissent_until,
         )
         if policy == "dynamic"
         else None

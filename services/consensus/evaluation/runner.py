@@ -139,6 +139,9 @@ def _stopping_params(dynamic: DynamicSettings) -> dict[str, float | bool]:
         params["stop_gain"] = dynamic.stop_gain
         params["stop_gain_floor"] = dynamic.stop_gain_floor
         params["stop_gain_share"] = dynamic.stop_gain_share
+    # Always passed (the engine's defaults when off), so the engine checks both values.
+    params["hold_dissent_share"] = dynamic.hold_dissent_share
+    params["hold_dissent_until"] = dynamic.hold_dissent_until
     return params
 
 

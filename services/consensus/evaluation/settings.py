@@ -29,6 +29,10 @@ class DynamicSettings:
     # item's error (the engine's own defaults, engine/policy.py).
     stop_gain_floor: float = float(POOLED_PARAMS["stop_gain_floor"])
     stop_gain_share: float = float(POOLED_PARAMS["stop_gain_share"])
+    # Dissent hold (0 = off): no reaching while the minority holds this share of the
+    # votes, up to this share of max_labels (engine/decision.py).
+    hold_dissent_share: float = float(POOLED_PARAMS["hold_dissent_share"])
+    hold_dissent_until: float = float(POOLED_PARAMS["hold_dissent_until"])
 
     def method_params(self, method: str) -> dict[str, float | bool]:
         """Policy params the fixed run of `method` shares with its dynamic run."""

@@ -163,3 +163,19 @@ def test_truth_for_tasks_nobody_labelled_is_counted_and_scored_wrong(tmp_path: P
     document = json.loads(result.output)
     assert document["truth_tasks_without_answers"] == 1
     assert document["results"]["consilium-mv"]["accuracy"] == 0.8  # 4 of the 5 truth tasks
+
+
+def test_the_dissent_hold_is_a_dynamic_option_that_spends_labels_on_split_items() -> None:
+    base = [str(DATA / "zhang_rte_subset"), "--json", "--no-crowdkit", "--policy", "dynamic"]
+    plain = json.loads(CliRunner().invoke(_app(), base).output)
+    held = json.loads(CliRunner().invoke(_app(), [*base, "--hold-dissent", "0.2"]).output)
+    assert (plain["dynamic"]["hold_dissent_share"], held["dynamic"]["hold_dissent_share"]) == (
+        0.0,
+        0.2,
+    )
+    for method in ("mv", "ds"):
+        more = held["results"][f"consilium-{method}-dynamic"]["labels_used"]
+        assert more > plain["results"][f"consilium-{method}-dynamic"]["labels_used"]
+    refused = CliRunner().invoke(_app(), [*base, "--hold-dissent-until", "2"])
+    assert refused.exit_code == 2
+    assert "hold_dissent_until must be in (0, 1]" in refused.output

@@ -28,7 +28,8 @@ from .helpers import fold, stream
 
 CLASSES = ("a", "b", "c")
 # "+pooled": annotator priors centred on the crowd; "+curtailed": Bayesian curtailment
-# with the vote-share prior learned from the crowd's agreement; "+gain": the horizon gain.
+# with the vote-share prior learned from the crowd's agreement; "+gain": the horizon gain;
+# "+hold": the dissent hold.
 METHODS = (
     "mv",
     "weighted",
@@ -39,6 +40,7 @@ METHODS = (
     "ds+curtailed",
     "mv+gain",
     "ds+gain",
+    "ds+hold",
 )
 ANNOTATORS = [f"r{i}" for i in range(6)]
 
@@ -51,6 +53,8 @@ def policy(variant: str) -> ConsensusPolicy:
         params["stop_flip_risk"] = 0.05
     if option == "gain":
         params["stop_gain"] = 0.02
+    if option == "hold":
+        params["hold_dissent_share"] = 0.2
     return ConsensusPolicy(
         method=method,  # type: ignore[arg-type]
         kind="categorical",

@@ -97,11 +97,18 @@ def plot(document: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     metric = "mae" if document.get("kind") == "numeric" else "accuracy"
+    # One hue per method: dark for its full-overlap run, light for its dynamic run and for
+    # the fixed overlap of that run's budget (crosses); crowd-kit's methods are squares.
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+    hues: dict[str, int] = {}
     for name, row in document["results"].items():
         if row.get(metric) is None:
             continue
-        marker = "o" if name.startswith("consilium") else "s"
-        ax.scatter(row["labels_used"], row[metric], marker=marker, label=name)
+        method = name.removesuffix("-dynamic").removesuffix("-same-budget")
+        hue = hues.setdefault(method, len(hues))
+        colour = colours[(2 * hue + (method != name)) % len(colours)]
+        marker = "s" if not name.startswith("consilium") else "x" if "same-budget" in name else "o"
+        ax.scatter(row["labels_used"], row[metric], marker=marker, color=colour, label=name)
     ax.set_xlabel("labels used")
     ax.set_ylabel(metric)
     ax.set_title(f"{document['dataset']}: {metric} against labels used")

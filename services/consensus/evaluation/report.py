@@ -46,7 +46,8 @@ def print_summary(document: dict[str, Any]) -> None:
         title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}",
         caption=f"vs fixed: mean accuracy points against the same method's fixed run, "
         f"± its standard error over the seeds; met: "
-        f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels; "
+        f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels "
+        f"(*: so are the means); "
         f"gain: mean points over a fixed overlap of the same number of labels",
     )
     table.add_column("method", no_wrap=True)
@@ -60,7 +61,7 @@ def print_summary(document: dict[str, Any]) -> None:
             f"{row['accuracy_min']:.3f}-{row['accuracy_max']:.3f}",
             _points(row) if dynamic else "",
             f"{row['label_share_mean']:.3f}" if dynamic else "",
-            f"{row['seeds_meeting_target']}/{len(seeds)}" if dynamic else "",
+            _met(row, len(seeds)) if dynamic else "",
             _signed(row.get("points_vs_same_budget_mean")),
         )
     _console().print(table)
@@ -78,6 +79,10 @@ def _console() -> Any:
 
     console = Console()
     return console if console.is_terminal else Console(width=120)
+
+
+def _met(row: dict[str, Any], seeds: int) -> str:
+    return f"{row['seeds_meeting_target']}/{seeds}" + ("*" if row["mean_meets_target"] else "")
 
 
 def _signed(points: float | None) -> str:

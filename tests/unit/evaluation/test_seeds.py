@@ -57,6 +57,9 @@ def test_the_summary_compares_each_dynamic_run_with_its_own_fixed_run() -> None:
     assert summarise(runs[:1])["consilium-ds-dynamic"]["points_vs_fixed_stderr"] is None
     assert dynamic["label_share_mean"] == 0.52
     assert dynamic["seeds_meeting_target"] == 1
+    # The means (-0.17 points, 52 % of the labels) meet the target though two seeds miss.
+    assert dynamic["mean_meets_target"] is True
+    assert summarise(runs[2:])["consilium-ds-dynamic"]["mean_meets_target"] is False
     # Against the fixed overlap of the same labels: +4.5, +6, -1 points.
     assert dynamic["points_vs_same_budget_mean"] == 3.17
     assert (

@@ -160,7 +160,7 @@ def _held_for_dissent(policy: ConsensusPolicy, n_annotators: int, dissent: float
     # and 0.6 of 10 labels is 6, not 6.000...1 rounded up to 7.
     until = math.ceil(policy.float_param("hold_dissent_until") * policy.max_labels - 1e-9)
     split = dissent >= policy.float_param("hold_dissent_share") - 1e-9
-    return split and n_annotators < min(until, policy.max_labels)
+    return split and n_annotators < until  # until <= max_labels: hold_dissent_until <= 1
 
 
 def _horizon_cannot_fix_it(policy: ConsensusPolicy, confidence: float, gain: float) -> bool:

@@ -10,7 +10,9 @@ more label is the mutual information between the true class and that label:
 (Lindley 1956; the criterion of active label collection, e.g. Sheng et al. 2008). theta
 is the one each method uses: the Dawid-Skene posterior mean for ds, the one-coin matrix
 for weighted, the symmetric mv_accuracy matrix for mv. Annotators already on the item
-are excluded; ties rank by annotator id, so the ranking is deterministic.
+are excluded. Equally informative annotators keep the order the caller lists them in (a
+queue, the order readers became free), so the ranking is deterministic and a tie does not
+send every item to the same reader.
 """
 
 from __future__ import annotations
@@ -73,15 +75,19 @@ def preferred_annotators(
     reliability: ReliabilityView,
     limit: int | None = None,
 ) -> list[tuple[str, float]]:
-    """Candidates not yet on the item, best first, with their expected information (nats)."""
+    """Candidates not yet on the item, best first, with their expected information (nats).
+
+    Ties keep the candidates' order (first listing of a repeated id).
+    """
     if policy.kind not in CATEGORICAL_KINDS:
         raise ValueError("preferred_annotators supports binary, categorical and ordinal kinds")
     decision, _ = item_categorical.evaluate(policy, state, reliability)
     q = np.array([decision.distribution[c] for c in policy.classes], dtype=np.float64)
     on_item = {obs.annotator_id for obs in state.labels}
+    listed = [a for a in dict.fromkeys(candidates) if a not in on_item]
     ranked = sorted(
-        (-expected_information(q, annotator_theta(policy, reliability, a)), a)
-        for a in set(candidates) - on_item
+        (-expected_information(q, annotator_theta(policy, reliability, a)), position, a)
+        for position, a in enumerate(listed)
     )
-    result = [(a, -neg) for neg, a in ranked]
+    result = [(a, -neg) for neg, _, a in ranked]
     return result if limit is None else result[:limit]

@@ -172,7 +172,10 @@ def replay(
 def _most_informative(
     policy: ConsensusPolicy, state: ItemState, candidates: list[Answer], ledger: ReliabilityLedger
 ) -> Answer:
-    """Reveal the pending answer whose annotator the engine would ask first (EIG)."""
+    """Reveal the pending answer whose annotator the engine would ask first (EIG).
+
+    Equally informative readers are taken in the replay order, as a live queue would be.
+    """
     from services.consensus.engine import preferred_annotators
 
     on_item = {obs.annotator_id for obs in state.labels}

@@ -49,15 +49,25 @@ def test_annotators_already_on_the_item_are_never_proposed() -> None:
     assert [a for a, _ in ranked] == ["novice"]
 
 
-def test_ties_rank_by_annotator_id_and_limit_truncates() -> None:
+def test_ties_keep_the_callers_order_and_limit_truncates() -> None:
     policy = binary_policy("mv")
     state, _ = fold(policy, [label("a", "r1", "1")], ReliabilitySnapshot.empty())
-    ranked = preferred_annotators(policy, state, ["c", "a", "b"], ReliabilitySnapshot.empty())
-    assert [a for a, _ in ranked] == ["a", "b", "c"]
+    ranked = preferred_annotators(policy, state, ["c", "a", "c", "b"], ReliabilitySnapshot.empty())
+    assert [a for a, _ in ranked] == ["c", "a", "b"]
     limited = preferred_annotators(
-        policy, state, ["c", "a", "b"], ReliabilitySnapshot.empty(), limit=2
+        policy, state, ["b", "a", "c"], ReliabilitySnapshot.empty(), limit=2
     )
-    assert [a for a, _ in limited] == ["a", "b"]
+    assert [a for a, _ in limited] == ["b", "a"]
+
+
+def test_a_tie_between_unseen_readers_goes_to_the_first_listed_not_the_lowest_id() -> None:
+    # Readers the ledger has never seen share one confusion matrix (the prior), so the
+    # expected information cannot tell them apart; the known expert still ranks first.
+    snapshot = skill_snapshot({"expert": 0.95})
+    policy = binary_policy("ds")
+    state, _ = fold(policy, [label("a", "r1", "1")], snapshot)
+    ranked = preferred_annotators(policy, state, ["zed", "amy", "expert", "bob"], snapshot)
+    assert [a for a, _ in ranked] == ["expert", "zed", "amy", "bob"]
 
 
 def test_expected_information_is_the_mutual_information_of_a_symmetric_channel() -> None:

@@ -167,6 +167,21 @@ def one_coin_accuracy(policy: ConsensusPolicy, counts: IntArray, pooled: IntArra
     return np.asarray(np.clip(p, _P_MIN, 1.0 - _P_MIN), dtype=np.float64)
 
 
+def balanced_accuracy(policy: ConsensusPolicy, counts: IntArray, pooled: IntArray) -> FloatArray:
+    """Mean per-class recall from (..., K, K) counts, each row under its share of the prior.
+
+    A reader who gives one class to everything scores chance here however often the
+    consensus is that class, where the one-coin accuracy would rank them as good as the
+    consensus is lopsided.
+    """
+    strength = policy.float_param("prior_strength") / counts.shape[-1]
+    p0 = prior_accuracy(policy, pooled)
+    correct = np.diagonal(counts, axis1=-2, axis2=-1) / SCALE
+    total = counts.sum(axis=-1) / SCALE
+    recall = ((correct + strength * p0) / (total + strength)).mean(axis=-1)
+    return np.asarray(np.clip(recall, _P_MIN, 1.0 - _P_MIN), dtype=np.float64)
+
+
 def log_confusion(policy: ConsensusPolicy, counts: IntArray, pooled: IntArray) -> FloatArray:
     """log theta from (..., K, K) counts: Dirichlet posterior mean per row."""
     smoothed = counts / SCALE + dirichlet_prior(policy, pooled)

@@ -8,11 +8,14 @@ more label is the mutual information between the true class and that label:
     q(c | l) proportional to q_c theta[c, l]
 
 (Lindley 1956; the criterion of active label collection, e.g. Sheng et al. 2008). theta
-is the one each method uses: the Dawid-Skene posterior mean for ds, the one-coin matrix
-for weighted, the symmetric mv_accuracy matrix for mv. Annotators already on the item
-are excluded. Equally informative annotators keep the order the caller lists them in (a
-queue, the order readers became free), so the ranking is deterministic and a tie does not
-send every item to the same reader.
+is the one each method uses: the Dawid-Skene posterior mean for ds, the symmetric
+mv_accuracy matrix for mv, and for weighted the one-coin matrix at the reader's mean
+per-class recall rather than at the agreement its votes are weighted by: once the
+consensus leans to one class, a reader who gives that class to everything agrees with it
+more than a good reader does, and asking him would make it lean further. Annotators
+already on the item are excluded. Equally informative annotators keep the order the
+caller lists them in (a queue, the order readers became free), so the ranking is
+deterministic and a tie does not send every item to the same reader.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ import numpy as np
 
 from services.consensus.engine import item_categorical
 from services.consensus.engine.categorical import (
+    balanced_accuracy,
     confusion_counts,
     log_confusion,
-    one_coin_accuracy,
     pooled_counts,
     symmetric_confusion,
 )
@@ -54,7 +57,7 @@ def expected_information(q: FloatArray, theta: FloatArray) -> float:
 def annotator_theta(
     policy: ConsensusPolicy, view: ReliabilityView, annotator: str, scope: str = ""
 ) -> FloatArray:
-    """The confusion matrix the policy's method believes for this annotator."""
+    """The confusion matrix the ranking uses for this annotator (module docstring)."""
     k = policy.n_classes
     counts = confusion_counts(view, scope, annotator, k)
     pooled = pooled_counts(view, scope, k)
@@ -63,7 +66,7 @@ def annotator_theta(
     p = (
         policy.float_param("mv_accuracy")
         if policy.method == "mv"
-        else float(one_coin_accuracy(policy, counts, pooled))
+        else float(balanced_accuracy(policy, counts, pooled))
     )
     return symmetric_confusion(k, p)
 

@@ -13,6 +13,7 @@ from services.consensus.engine import (
     expected_information,
     preferred_annotators,
 )
+from services.consensus.engine.categorical import balanced_accuracy
 from services.consensus.engine.fixedpoint import SCALE
 
 from .helpers import binary_policy, fold, label
@@ -84,3 +85,44 @@ def test_preferred_annotators_refuses_kinds_without_a_confusion_matrix() -> None
     state, _ = fold(policy, [label("a", "r1", 1.0)], ReliabilitySnapshot.empty())
     with pytest.raises(ValueError, match="supports"):
         preferred_annotators(policy, state, ["r2"], ReliabilitySnapshot.empty())
+
+
+def _lopsided_snapshot(items: int = 100, share_yes: float = 0.9) -> ReliabilitySnapshot:
+    """A consensus that called 90 % of items "1": a reader who always says "1" agrees with
+    it 90 % of the time, an honest reader right on 85 % of each class less often."""
+    yes, no = items * share_yes, items * (1 - share_yes)
+    units = {
+        # (annotator, label column) -> counts per consensus class ("0", "1")
+        ("yes-man", 0): (0.0, 0.0),
+        ("yes-man", 1): (no, yes),
+        ("honest", 0): (0.85 * no, 0.15 * yes),
+        ("honest", 1): (0.15 * no, 0.85 * yes),
+    }
+    entries = {
+        ("", annotator, column): np.array([round(x * SCALE) for x in counts], dtype=np.int64)
+        for (annotator, column), counts in units.items()
+    }
+    entries[("", "", 0)] = np.array([round(no * SCALE), round(yes * SCALE)], dtype=np.int64)
+    return ReliabilitySnapshot.from_entries(entries)
+
+
+def test_weighted_does_not_prefer_a_reader_who_says_one_class_to_everything() -> None:
+    # One-coin agreement ranks the yes-man first (0.90 against 0.85), and asking him makes
+    # the consensus lean further his way; per-class recall gives him chance.
+    snapshot = _lopsided_snapshot()
+    policy = binary_policy("weighted")
+    state, _ = fold(policy, [label("a", "r1", "1")], snapshot)
+    ranked = preferred_annotators(policy, state, ["yes-man", "honest"], snapshot)
+    assert [a for a, _ in ranked] == ["honest", "yes-man"]
+    assert ranked[1][1] < 0.05 * ranked[0][1]  # next to nothing
+
+
+def test_balanced_accuracy_is_the_prior_without_evidence_and_chance_for_a_yes_man() -> None:
+    policy = binary_policy("weighted")
+    pooled = np.zeros((2, 2), dtype=np.int64)
+    p0 = policy.float_param("prior_accuracy")
+    assert balanced_accuracy(policy, np.zeros((2, 2), dtype=np.int64), pooled) == pytest.approx(p0)
+    yes_man = np.array([[0, 10 * SCALE], [0, 90 * SCALE]], dtype=np.int64)
+    assert balanced_accuracy(policy, yes_man, pooled) < 0.56  # chance, but for the prior
+    honest = np.array([[17 * SCALE, 3 * SCALE], [3 * SCALE, 17 * SCALE]], dtype=np.int64)
+    assert balanced_accuracy(policy, honest, pooled) == pytest.approx(0.85, abs=0.02)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
@@ -70,6 +71,7 @@ KEY_SALT = "consilium-demo"
 ADJUDICATOR = "demo-adjudicator"
 STALL_S = 120.0  # give up waiting when the services publish nothing for this long
 FIRST_WAVE_QUIET_S = 30.0  # answer a first wave that stays incomplete this long anyway
+READ_TO_END_S = 60.0  # reading the assignment topic to its end takes a second or two
 
 
 @dataclass
@@ -155,16 +157,16 @@ async def run_demo(
         key = await _register_frontend(plan)
         await _register_items(stack, plan)
         await _wait_for_items(plan, timeout)
-        readers: dict[str, set[str]] = defaultdict(set)
-        frontend = asyncio.create_task(_frontend(stack, plan, seed, key, truth, readers))
+        frontend = asyncio.create_task(_frontend(stack, plan, seed, key, truth))
         try:
             await _collect(stack, plan, truth, result, timeout, adjudicate)
-            result.readers_per_item = Counter(len(readers[item]) for item in plan.item_task)
-            result.labels_used = sum(len(readers[item]) for item in plan.item_task)
         finally:
             frontend.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await frontend
+        readers = await _readers_assigned(stack, plan)
+        result.readers_per_item = Counter(len(readers[item]) for item in plan.item_task)
+        result.labels_used = sum(len(readers[item]) for item in plan.item_task)
     finally:
         await launcher.stop()
     result.seconds = time.monotonic() - started
@@ -257,11 +259,9 @@ async def _frontend(
     seed: int,
     key: SigningKey,
     truth: dict[str, str],
-    readers: dict[str, set[str]],
 ) -> None:
     """Answer the readers' assignments with their labels from the dataset, signed, and
-    the adjudicator's with the reference standard; `readers` collects who was assigned
-    each item.
+    the adjudicator's with the reference standard.
 
     The first wave (the initial overlap of every item) is collected whole, then answered
     in a seeded random order; later assignments (consensus asking for one more reader,
@@ -303,7 +303,6 @@ async def _frontend(
                                 await _adjudicate(client, stack, plan, lease, truth, key)
                             continue
                         leased += 1
-                        readers[lease.item_id].add(lease.annotator_id)
                         answer = answers.pop((safe_id(lease.annotator_id), lease.item_id), None)
                         if answer is not None:
                             wave.append((answer, lease.assignment_id))
@@ -321,6 +320,43 @@ async def _frontend(
                     wave = []
     finally:
         await consumer.stop()
+
+
+async def _readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, set[str]]:
+    """Who was asked to read each item: the reader assignments issued for the plan's
+    items, read from the beginning of the topic to its end as of now.
+
+    Counted here rather than by the front-end, which stops once every item is settled: on
+    a repeat run that is before it has read the assignments an earlier run was issued.
+    """
+    readers: dict[str, set[str]] = defaultdict(set)
+    consumer = topic_reader(stack)
+    await consumer.start()
+    try:
+        topic = ASSIGNMENTS_ISSUED.qualified(stack.topic_prefix)
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        deadline = time.monotonic() + READ_TO_END_S
+        while pending and time.monotonic() < deadline:
+            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    event = REGISTRY.decode(record.value)
+                    lease: Any = event.payload
+                    if (
+                        event.event_type == "assignment.issued"
+                        and lease.kind != "adjudication"
+                        and lease.item_id in plan.item_task
+                    ):
+                        readers[lease.item_id].add(lease.annotator_id)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return readers
 
 
 async def _adjudicate(

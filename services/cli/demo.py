@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.progress import Progress
@@ -330,30 +329,33 @@ async def _readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, s
     a repeat run that is before it has read the assignments an earlier run was issued.
     """
     readers: dict[str, set[str]] = defaultdict(set)
-    consumer = topic_reader(stack)
+
+    def take(batches: dict[Any, list[Any]]) -> None:
+        for records in batches.values():
+            for record in records:
+                event = REGISTRY.decode(record.value)
+                lease: Any = event.payload
+                if (
+                    event.event_type == "assignment.issued"
+                    and lease.kind != "adjudication"
+                    and lease.item_id in plan.item_task
+                ):
+                    readers[lease.item_id].add(lease.annotator_id)
+
+    consumer = topic_reader(stack, ASSIGNMENTS_ISSUED)
     await consumer.start()
     try:
-        topic = ASSIGNMENTS_ISSUED.qualified(stack.topic_prefix)
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if ends[tp] > 0}
         deadline = time.monotonic() + READ_TO_END_S
+        # Without a group every partition is assigned once the metadata is in; polling
+        # is what fetches it.
+        while not consumer.assignment() and time.monotonic() < deadline:
+            take(await consumer.getmany(timeout_ms=100))
+        partitions = list(consumer.assignment())
+        ends = await consumer.end_offsets(partitions)
+        pending = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
         while pending and time.monotonic() < deadline:
-            batches = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    event = REGISTRY.decode(record.value)
-                    lease: Any = event.payload
-                    if (
-                        event.event_type == "assignment.issued"
-                        and lease.kind != "adjudication"
-                        and lease.item_id in plan.item_task
-                    ):
-                        readers[lease.item_id].add(lease.annotator_id)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            take(await consumer.getmany(*pending, timeout_ms=500, max_records=5000))
+            pending = [tp for tp in pending if await consumer.position(tp) < ends[tp]]
     finally:
         await consumer.stop()
     return readers

@@ -163,7 +163,7 @@ async def run_demo(
             frontend.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await frontend
-        readers = await _readers_assigned(stack, plan)
+        readers = await readers_assigned(stack, plan)
         result.readers_per_item = Counter(len(readers[item]) for item in plan.item_task)
         result.labels_used = sum(len(readers[item]) for item in plan.item_task)
     finally:
@@ -321,7 +321,7 @@ async def _frontend(
         await consumer.stop()
 
 
-async def _readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, set[str]]:
+async def readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, set[str]]:
     """Who was asked to read each item: the reader assignments issued for the plan's
     items, read from the beginning of the topic to its end as of now.
 

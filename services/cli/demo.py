@@ -356,6 +356,8 @@ async def readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, se
         while pending and time.monotonic() < deadline:
             take(await consumer.getmany(*pending, timeout_ms=500, max_records=5000))
             pending = [tp for tp in pending if await consumer.position(tp) < ends[tp]]
+        if pending:
+            console.print("[red]reader counts incomplete[/red]: assignments still unread")
     finally:
         await consumer.stop()
     return readers

@@ -53,17 +53,9 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         }
         fixed = method.removesuffix("-dynamic")
         if fixed != method:
-            points = [
-                round(100 * (row["accuracy"] - doc["results"][fixed]["accuracy"]), 2)
-                for row, doc in zip(rows, documents, strict=True)
-            ]
+            points = _points_over(fixed, rows, documents)
             shares = [row["label_share"] for row in rows]
-            uniform = f"{fixed}-same-budget"
-            gained = [
-                round(100 * (row["accuracy"] - doc["results"][uniform]["accuracy"]), 2)
-                for row, doc in zip(rows, documents, strict=True)
-                if uniform in doc["results"]
-            ]
+            gained = _points_over(f"{fixed}-same-budget", rows, documents)
             entry |= {
                 "points_vs_fixed": points,
                 "points_vs_fixed_mean": round(statistics.fmean(points), 2),
@@ -71,20 +63,33 @@ def summarise(documents: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 "points_vs_fixed_stderr": _stderr(points),
                 "label_share_mean": round(statistics.fmean(shares), 4),
                 "seeds_meeting_target": sum(
-                    p >= -TARGET_POINTS and s <= TARGET_SHARE
-                    for p, s in zip(points, shares, strict=True)
+                    _meets_target(p, s) for p, s in zip(points, shares, strict=True)
                 ),
             }
             # The target for the method rather than for one replay order: the means.
-            entry["mean_meets_target"] = (
-                entry["points_vs_fixed_mean"] >= -TARGET_POINTS
-                and entry["label_share_mean"] <= TARGET_SHARE
+            entry["mean_meets_target"] = _meets_target(
+                entry["points_vs_fixed_mean"], entry["label_share_mean"]
             )
             if gained:
                 # Against the fixed overlap the same labels buy (runner.py).
                 entry["points_vs_same_budget_mean"] = round(statistics.fmean(gained), 2)
         summary[method] = entry
     return summary
+
+
+def _points_over(
+    baseline: str, rows: Sequence[dict[str, Any]], documents: Sequence[dict[str, Any]]
+) -> list[float]:
+    """Accuracy points of each seed's row over that seed's `baseline` run, where it ran."""
+    return [
+        round(100 * (row["accuracy"] - doc["results"][baseline]["accuracy"]), 2)
+        for row, doc in zip(rows, documents, strict=True)
+        if baseline in doc["results"]
+    ]
+
+
+def _meets_target(points: float, share: float) -> bool:
+    return points >= -TARGET_POINTS and share <= TARGET_SHARE
 
 
 def _stderr(values: Sequence[float]) -> float | None:

@@ -289,11 +289,8 @@ async def _frontend(
                 for records in batches.values():
                     quiet_since = time.monotonic()
                     for record in records:
-                        event = REGISTRY.decode(record.value)
-                        lease: Any = event.payload
-                        if event.event_type != "assignment.issued":
-                            continue  # a cancellation: the answer, if sent, is still kept
-                        if lease.item_id not in plan.item_task:
+                        lease = _issued_lease(record, plan)
+                        if lease is None:
                             continue
                         if lease.kind == "adjudication":
                             sent = stable_uuid("adjudication", lease.item_id)
@@ -321,6 +318,15 @@ async def _frontend(
         await consumer.stop()
 
 
+def _issued_lease(record: Any, plan: DemoPlan) -> Any:
+    """The assignment a record issues for one of the plan's items, else None (a
+    cancellation: an answer already sent is still kept; another run's item)."""
+    event = REGISTRY.decode(record.value)
+    if event.event_type != "assignment.issued" or event.payload.item_id not in plan.item_task:
+        return None
+    return event.payload
+
+
 async def readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, set[str]]:
     """Who was asked to read each item: the reader assignments issued for the plan's
     items, read from the beginning of the topic to its end as of now.
@@ -333,13 +339,8 @@ async def readers_assigned(stack: StackSettings, plan: DemoPlan) -> dict[str, se
     def take(batches: dict[Any, list[Any]]) -> None:
         for records in batches.values():
             for record in records:
-                event = REGISTRY.decode(record.value)
-                lease: Any = event.payload
-                if (
-                    event.event_type == "assignment.issued"
-                    and lease.kind != "adjudication"
-                    and lease.item_id in plan.item_task
-                ):
+                lease = _issued_lease(record, plan)
+                if lease is not None and lease.kind != "adjudication":
                     readers[lease.item_id].add(lease.annotator_id)
 
     consumer = topic_reader(stack, ASSIGNMENTS_ISSUED)

@@ -18,7 +18,7 @@ from services.consensus.policies import (
     observation,
 )
 from services.consensus.reliability_store import PgReliability
-from services.consensus.scoped import TaskView, scoped_delta
+from services.consensus.scoped import TaskView, scoped_delta, task_annotators
 from services.consensus.state import TrackedItem
 from services.consensus.store import PgConsensusStore
 from shared.envelope import Envelope
@@ -59,6 +59,8 @@ WAITING = "waiting_for_task"
 # A gold item: decided against its known answer to measure readers, never published.
 GOLD = "gold"
 PREFERRED_LIMIT = 5
+# Kinds whose readers the engine ranks by expected information (engine/information.py).
+RANKED_KINDS = frozenset({"binary", "categorical", "ordinal", "multilabel"})
 
 
 class ConsensusHandlers:
@@ -312,11 +314,10 @@ class ConsensusHandlers:
         self, policy: engine.ConsensusPolicy, tracked: TrackedItem, view: TaskView
     ) -> tuple[str, ...]:
         """Known annotators not on the item, highest expected information first."""
-        if policy.kind not in ("binary", "categorical", "ordinal"):
+        if policy.kind not in RANKED_KINDS:
             return ()
-        known = sorted(
-            {key[1] for key in self.reliability.current.entries if key[0] == view.task_id} - {""}
-        )
+        scopes = policy.classes if policy.kind == "multilabel" else ("",)
+        known = task_annotators(self.reliability.current.entries, view.task_id, scopes)
         ranked = engine.preferred_annotators(
             policy, tracked.engine, known, view, limit=PREFERRED_LIMIT
         )

@@ -7,10 +7,16 @@ task reads and writes its own scope `<task_id>` (and `<task_id>/<finding>` for f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from services.consensus.engine.fixedpoint import IntArray
-from services.consensus.engine.reliability import EntryKey, ReliabilityDelta, ReliabilityView
+from services.consensus.engine.reliability import (
+    CLASS_KEY,
+    EntryKey,
+    ReliabilityDelta,
+    ReliabilityView,
+)
 
 
 def task_scope(task_id: str, scope: str) -> str:
@@ -38,3 +44,9 @@ def scoped_delta(task_id: str, delta: ReliabilityDelta) -> ReliabilityDelta:
     return ReliabilityDelta(
         {(task_scope(task_id, s), k, c): units for (s, k, c), units in delta.entries.items()}
     )
+
+
+def task_annotators(keys: Iterable[EntryKey], task_id: str, scopes: Iterable[str]) -> list[str]:
+    """Annotators the ledger holds counts for in any of the task's engine `scopes`, by id."""
+    wanted = {task_scope(task_id, scope) for scope in scopes}
+    return sorted({name for scope, name, _ in keys if scope in wanted and name != CLASS_KEY})

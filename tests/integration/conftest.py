@@ -212,6 +212,24 @@ async def wait_until(
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+async def wait_for_reliability_fold(conn: asyncpg.Connection, item_id: str, deltas: int) -> None:
+    """Until `deltas` reliability deltas of the item are in a snapshot the service uses."""
+    await wait_until(
+        lambda: conn.fetchval(
+            "SELECT count(*) >= $2 FROM reliability_deltas WHERE item_id = $1", item_id, deltas
+        )
+    )
+    await wait_until(
+        lambda: conn.fetchval(
+            # A fold's horizon is past every transaction it read (reliability_store.py).
+            """SELECT count(*) > 0 FROM reliability_snapshots WHERE horizon >
+                   (SELECT xid FROM reliability_deltas WHERE item_id = $1
+                     ORDER BY xid DESC LIMIT 1)""",
+            item_id,
+        )
+    )
+
+
 @dataclass
 class Kafka:
     stack: StackSettings

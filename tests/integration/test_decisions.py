@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.assignment.admin import register_annotators
 from shared.db.pool import connect
-from shared.events import REGISTRY, ConsensusPolicy
+from shared.events import REGISTRY, ConsensusPolicy, MultiLabelValue
 from shared.runtime import ServiceRuntime
 from shared.topics import (
     ADJUDICATION_REQUESTED,
@@ -17,23 +19,27 @@ from shared.topics import (
     TASKS_DEFINED,
 )
 from tests import factories
-from tests.integration.conftest import Kafka, dsn_for, wait_until
+from tests.integration.conftest import Kafka, dsn_for, wait_for_reliability_fold, wait_until
 from tests.integration.test_pipeline import _known_to_submission
 
 pytestmark = pytest.mark.integration
 READERS = ("reader-a", "reader-b", "reader-c", "reader-d")
 
 
-async def _item_with_policy(kafka: Kafka, policy: ConsensusPolicy) -> tuple[str, str]:
+async def _item_with_policy(kafka: Kafka, policy: ConsensusPolicy, **task: Any) -> tuple[str, str]:
     # These tests are about decisions: labels need no live assignment (the split-item test
     # still answers the real assignments; test_submission covers the assignment rule).
-    definition = factories.task(policy=policy, require_assignment=False)
+    definition = factories.task(policy=policy, require_assignment=False, **task)
     await register_annotators(dsn_for("assignment"), definition.task_id, list(READERS), "reader")
     await kafka.publish(TASKS_DEFINED, factories.task_event(definition))
-    item = factories.item_event(definition.task_id)
+    return definition.task_id, await _new_item(kafka, definition.task_id)
+
+
+async def _new_item(kafka: Kafka, task_id: str) -> str:
+    item = factories.item_event(task_id)
     await kafka.publish(ITEMS_REGISTERED, item)
     await wait_until(lambda: _known_to_submission(item.payload.item_id))
-    return definition.task_id, item.payload.item_id
+    return item.payload.item_id
 
 
 def _for_item(item_id: str):  # type: ignore[no-untyped-def]
@@ -62,6 +68,39 @@ async def test_a_split_item_asks_for_one_more_label_from_a_reader_not_yet_on_it(
     async with kafka.reader(ASSIGNMENTS_ISSUED) as reader:
         issued = await reader.until(_for_item(item_id), count=4)
     assert {REGISTRY.decode(r.value).payload.annotator_id for r in issued} == set(READERS)
+
+
+async def test_a_multilabel_item_in_doubt_asks_for_the_readers_its_findings_know(
+    services: dict[str, ServiceRuntime], kafka: Kafka
+) -> None:
+    # Multi-label reliability lives in one ledger scope per finding; the request ranks the
+    # readers known there instead of leaving the choice to the assignment service.
+    policy = ConsensusPolicy(method="ds", min_labels=2, max_labels=4, threshold=0.99)
+    findings = {"label_kind": "multilabel", "classes": ("effusion", "edema")}
+    task_id, first = await _item_with_policy(kafka, policy, initial_overlap=2, **findings)
+
+    async def report(item_id: str, annotator: str, present: tuple[str, ...]) -> None:
+        value = MultiLabelValue(findings=present)
+        event = factories.label_event(item_id, task_id, annotator, "", label_value=value)
+        await kafka.publish(LABELS_SUBMITTED, event)
+
+    for annotator in READERS:
+        await report(first, annotator, ("effusion",))
+    conn = await connect(dsn_for("consensus"), "consensus")
+    try:
+        await wait_for_reliability_fold(conn, first, deltas=len(READERS))
+    finally:
+        await conn.close()
+
+    split = await _new_item(kafka, task_id)
+    await report(split, "reader-a", ("effusion",))
+    await report(split, "reader-b", ())
+    async with kafka.reader(ASSIGNMENTS_REQUESTED) as reader:
+        (record,) = await reader.until(_for_item(split))
+    request = REGISTRY.decode(record.value).payload
+    assert request.labels_so_far == 2
+    assert set(request.exclude_annotators) == {"reader-a", "reader-b"}
+    assert sorted(request.preferred_annotators) == ["reader-c", "reader-d"]
 
 
 async def test_an_item_without_confidence_at_its_label_budget_is_escalated_with_evidence(

@@ -20,7 +20,7 @@ from shared.topics import (
     TASKS_DEFINED,
 )
 from tests import factories
-from tests.integration.conftest import Kafka, dsn_for, wait_until
+from tests.integration.conftest import Kafka, dsn_for, wait_for_reliability_fold, wait_until
 from tests.integration.test_pipeline import _known_to_submission
 
 pytestmark = pytest.mark.integration
@@ -60,20 +60,7 @@ async def test_gold_labels_yield_skill_estimates_and_no_consensus(
     try:
         await answer(items[0])
         # The first gold item's readers are in a reliability snapshot the service uses.
-        await wait_until(
-            lambda: conn.fetchval(
-                """SELECT count(*) >= 2 FROM reliability_deltas WHERE item_id = $1""", items[0]
-            )
-        )
-        await wait_until(
-            lambda: conn.fetchval(
-                # A fold's horizon is past every transaction it read (reliability_store.py).
-                """SELECT count(*) > 0 FROM reliability_snapshots WHERE horizon >
-                       (SELECT xid FROM reliability_deltas WHERE item_id = $1
-                         ORDER BY xid DESC LIMIT 1)""",
-                items[0],
-            )
-        )
+        await wait_for_reliability_fold(conn, items[0], deltas=2)
         await answer(items[1])
         async with kafka.reader(ANNOTATORS_SKILL) as reader:
             records = await reader.until(

@@ -10,7 +10,7 @@ import pytest
 from services.consensus import engine
 from services.consensus.engine.reliability import ReliabilityDelta, ReliabilitySnapshot
 from services.consensus.policies import decision_record, engine_policy, observation
-from services.consensus.scoped import TaskView, scoped_delta
+from services.consensus.scoped import TaskView, scoped_delta, task_annotators
 from shared.events import ConsensusPolicy, LabelAccepted
 from tests import factories
 
@@ -89,6 +89,22 @@ def test_each_task_reads_and_writes_its_own_reliability_scope() -> None:
     assert TaskView(snapshot, "chest").entry(("", "reader-a", 1)) is not None
     assert TaskView(snapshot, "other").entry(("", "reader-a", 1)) is None
     assert TaskView(snapshot, "other").version == snapshot.version
+
+
+def test_a_tasks_known_annotators_are_read_from_its_own_scopes_only() -> None:
+    units = np.asarray([5, 0], dtype=np.int64)
+    keys = [
+        ("chest", "whole-item", 1),
+        ("chest/effusion", "finding-reader", 0),
+        ("chest/effusion", "", 0),  # the finding's class counts, not an annotator
+        ("chest/unlisted", "stray", 0),
+        ("other", "elsewhere", 1),
+        ("other/effusion", "elsewhere-too", 1),
+    ]
+    snapshot = ReliabilitySnapshot.from_entries({key: units for key in keys})
+    assert task_annotators(snapshot.entries, "chest", ("",)) == ["whole-item"]
+    findings = task_annotators(snapshot.entries, "chest", ("effusion", "edema"))
+    assert findings == ["finding-reader"]
 
 
 def test_boxes_and_findings_keep_their_structure_in_events() -> None:

@@ -12,10 +12,17 @@ is the one each method uses: the Dawid-Skene posterior mean for ds, the symmetri
 mv_accuracy matrix for mv, and for weighted the one-coin matrix at the reader's mean
 per-class recall rather than at the agreement its votes are weighted by: once the
 consensus leans to one class, a reader who gives that class to everything agrees with it
-more than a good reader does, and asking him would make it lean further. Annotators
-already on the item are excluded. Equally informative annotators keep the order the
-caller lists them in (a queue, the order readers became free), so the ranking is
-deterministic and a tie does not send every item to the same reader.
+more than a good reader does, and asking him would make it lean further.
+
+A multi-label item is one binary question per finding, each with its own reliability
+(the finding's ledger scope): a candidate's gain is the sum of their gains on the
+findings that still need labels (independent questions, so the informations add), and a
+reader strong on the finding in doubt is asked before one strong only on findings
+already decided.
+
+Annotators already on the item are excluded. Equally informative annotators keep the
+order the caller lists them in (a queue, the order readers became free), so the ranking
+is deterministic and a tie does not send every item to the same reader.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from services.consensus.engine import item_categorical
+from services.consensus.engine import item_categorical, multilabel
 from services.consensus.engine.categorical import (
     balanced_accuracy,
     confusion_counts,
@@ -82,15 +89,45 @@ def preferred_annotators(
 
     Ties keep the candidates' order (first listing of a repeated id).
     """
-    if policy.kind not in CATEGORICAL_KINDS:
-        raise ValueError("preferred_annotators supports binary, categorical and ordinal kinds")
-    decision, _ = item_categorical.evaluate(policy, state, reliability)
-    q = np.array([decision.distribution[c] for c in policy.classes], dtype=np.float64)
+    questions = _open_questions(policy, state, reliability)
     on_item = {obs.annotator_id for obs in state.labels}
     listed = [a for a in dict.fromkeys(candidates) if a not in on_item]
     ranked = sorted(
-        (-expected_information(q, annotator_theta(policy, reliability, a)), position, a)
+        (
+            -sum(
+                expected_information(q, annotator_theta(policy, reliability, a, scope))
+                for scope, q in questions
+            ),
+            position,
+            a,
+        )
         for position, a in enumerate(listed)
     )
     result = [(a, -neg) for neg, _, a in ranked]
     return result if limit is None else result[:limit]
+
+
+def _open_questions(
+    policy: ConsensusPolicy, state: ItemState, reliability: ReliabilityView
+) -> list[tuple[str, FloatArray]]:
+    """(ledger scope, posterior) of each question one more label should answer.
+
+    A classifying item is one question; a multi-label item one per finding that still
+    needs more labels (every finding when none does, as when the caller asks anyway).
+    """
+    if policy.kind in CATEGORICAL_KINDS:
+        decision, _ = item_categorical.evaluate(policy, state, reliability)
+        q = np.array([decision.distribution[c] for c in policy.classes], dtype=np.float64)
+        return [("", q)]
+    if policy.kind != "multilabel":
+        raise ValueError(
+            "preferred_annotators supports binary, categorical, ordinal and multilabel kinds"
+        )
+    decision, _ = multilabel.evaluate(policy, state, reliability)
+    findings = decision.details["findings"]
+    undecided = [f for f in policy.classes if findings[f]["outcome"] == "needs_more"]
+    questions = []
+    for finding in undecided or policy.classes:
+        present = float(findings[finding]["probability_present"])
+        questions.append((finding, np.array([1.0 - present, present], dtype=np.float64)))
+    return questions

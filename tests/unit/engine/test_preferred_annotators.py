@@ -19,15 +19,22 @@ from services.consensus.engine.fixedpoint import SCALE
 from .helpers import binary_policy, fold, label
 
 
-def skill_snapshot(accuracy: dict[str, float], items: int = 50) -> ReliabilitySnapshot:
-    """Confusion counts of annotators seen on `items` items of each class."""
+def skill_entries(
+    accuracy: dict[str, float], items: int = 50, scope: str = ""
+) -> dict[tuple[str, str, int], np.ndarray]:
+    """Binary confusion counts, in ledger `scope`, of annotators seen on `items` items of
+    each class."""
     entries = {}
     for annotator, p in accuracy.items():
         right, wrong = round(items * p * SCALE), round(items * (1 - p) * SCALE)
-        entries[("", annotator, 0)] = np.array([right, wrong], dtype=np.int64)
-        entries[("", annotator, 1)] = np.array([wrong, right], dtype=np.int64)
-    entries[("", "", 0)] = np.array([items * SCALE, items * SCALE], dtype=np.int64)
-    return ReliabilitySnapshot.from_entries(entries)
+        entries[(scope, annotator, 0)] = np.array([right, wrong], dtype=np.int64)
+        entries[(scope, annotator, 1)] = np.array([wrong, right], dtype=np.int64)
+    entries[(scope, "", 0)] = np.array([items * SCALE, items * SCALE], dtype=np.int64)
+    return entries
+
+
+def skill_snapshot(accuracy: dict[str, float], items: int = 50) -> ReliabilitySnapshot:
+    return ReliabilitySnapshot.from_entries(skill_entries(accuracy, items))
 
 
 @pytest.mark.parametrize("method", ["ds", "weighted"])
@@ -78,6 +85,58 @@ def test_expected_information_is_the_mutual_information_of_a_symmetric_channel()
     entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     assert expected_information(q, theta) == pytest.approx(math.log(2) - entropy)
     assert expected_information(np.array([1.0, 0.0]), theta) == pytest.approx(0.0)
+
+
+def per_finding_snapshot(skills: dict[str, dict[str, float]]) -> ReliabilitySnapshot:
+    """skills: finding -> annotator -> accuracy on that finding (its own ledger scope)."""
+    entries = {}
+    for finding, accuracy in skills.items():
+        entries.update(skill_entries(accuracy, scope=finding))
+    return ReliabilitySnapshot.from_entries(entries)
+
+
+# Two readers already on the item are sure about nodules and coin flips on pneumothorax,
+# so after their labels the nodule finding is decided and pneumothorax is open.
+ON_ITEM = {"r1": (0.97, 0.5), "r2": (0.97, 0.5)}
+
+
+@pytest.mark.parametrize("method", ["ds", "weighted"])
+def test_a_multilabel_item_asks_the_reader_skilled_on_the_finding_in_doubt(method: str) -> None:
+    skills = {"chest-reader": (0.6, 0.95), "nodule-reader": (0.95, 0.6), **ON_ITEM}
+    snapshot = per_finding_snapshot(
+        {
+            "nodule": {a: nodule for a, (nodule, _) in skills.items()},
+            "pneumothorax": {a: pneumo for a, (_, pneumo) in skills.items()},
+        }
+    )
+    policy = ConsensusPolicy(
+        method=method,  # type: ignore[arg-type]
+        kind="multilabel",
+        classes=("nodule", "pneumothorax"),
+        min_labels=2,
+        threshold=0.99,
+    )
+    labels = [label("a", "r1", ("nodule", "pneumothorax")), label("b", "r2", ("nodule",))]
+    state, decision = fold(policy, labels, snapshot)
+    assert decision is not None and decision.outcome == "needs_more"
+    findings = decision.details["findings"]
+    assert findings["nodule"]["outcome"] == "reached"
+    assert findings["pneumothorax"]["outcome"] == "needs_more"
+    ranked = preferred_annotators(policy, state, ["nodule-reader", "chest-reader"], snapshot)
+    assert [a for a, _ in ranked] == ["chest-reader", "nodule-reader"]
+    # On the finding in doubt the nodule expert is a coin flip.
+    assert ranked[1][1] < 0.2 * ranked[0][1]
+
+
+def test_a_multilabel_item_with_every_finding_open_sums_the_gains() -> None:
+    skills = {"nodule": {"both": 0.9, "one": 0.9}, "pneumothorax": {"both": 0.9, "one": 0.5}}
+    snapshot = per_finding_snapshot(skills)
+    policy = ConsensusPolicy(method="ds", kind="multilabel", classes=("nodule", "pneumothorax"))
+    state, decision = fold(policy, [label("a", "r1", ("nodule",))], snapshot)
+    assert decision is not None
+    assert all(f["outcome"] == "needs_more" for f in decision.details["findings"].values())
+    ranked = dict(preferred_annotators(policy, state, ["one", "both"], snapshot))
+    assert ranked["both"] > 1.5 * ranked["one"]
 
 
 def test_preferred_annotators_refuses_kinds_without_a_confusion_matrix() -> None:

@@ -14,6 +14,8 @@ from services.consensus.engine import (
     ItemState,
     LabelObservation,
     ReliabilityLedger,
+    ReliabilitySnapshot,
+    ReliabilityView,
     reestimate,
     step,
 )
@@ -96,6 +98,8 @@ class Replay:
     seconds: float = 0.0
     batch_iterations: int = 0
     ledger_matches_recount: bool = True
+    # The batch re-estimate's reliability (None without the batch).
+    reliability: ReliabilitySnapshot | None = None
 
 
 def replay(
@@ -108,8 +112,13 @@ def replay(
     refresh_every: int = 0,
     refresh_iterations: int = 10,
     assign: str = "seeded",
+    known_reliability: ReliabilityView | None = None,
 ) -> Replay:
-    """Feed answers in `order`; in dynamic mode skip answers for items already decided."""
+    """Feed answers in `order`; in dynamic mode skip answers for items already decided.
+
+    known_reliability: decide every label under this snapshot and learn nothing (no
+    batch re-estimate either), to measure a policy apart from what it learns.
+    """
     from services.consensus.engine import recount
 
     start = time.perf_counter()
@@ -127,14 +136,16 @@ def replay(
         if dynamic and slot.task in closed:
             continue
         state = states.get(slot.task) or ItemState.new(slot.task)
+        view = ledger if known_reliability is None else known_reliability
         answer = (
             slot
             if assign != "informed"
-            else _most_informative(policy, state, pending[slot.task], ledger)
+            else _most_informative(policy, state, pending[slot.task], view)
         )
         t0 = time.perf_counter_ns()
-        result = step(policy, state, observation(answer), ledger)
-        ledger.apply(result.delta)
+        result = step(policy, state, observation(answer), view)
+        if known_reliability is None:
+            ledger.apply(result.delta)
         step_ns.append(time.perf_counter_ns() - t0)
         used += 1
         states[answer.task] = result.state
@@ -150,13 +161,16 @@ def replay(
             states = dict(zip(ordered, refreshed.states, strict=True))
             ledger = ReliabilityLedger(refreshed.reliability.entries)
     item_states = [states[t] for t in sorted(states)]
-    matches = recount(item_states).version == ledger.version
+    # Nothing is learned under a known reliability, so there is no ledger to check.
+    matches = known_reliability is not None or recount(item_states).version == ledger.version
     final = dict(online)
     iterations = 0
-    if batch:
+    learned = None
+    if batch and known_reliability is None:
         estimate = reestimate(policy, item_states)
         final = {d.item_id: d for d in estimate.decisions}
         iterations = estimate.iterations
+        learned = estimate.reliability
     return Replay(
         policy=policy,
         online=online,
@@ -166,11 +180,12 @@ def replay(
         seconds=time.perf_counter() - start,
         batch_iterations=iterations,
         ledger_matches_recount=matches,
+        reliability=learned,
     )
 
 
 def _most_informative(
-    policy: ConsensusPolicy, state: ItemState, candidates: list[Answer], ledger: ReliabilityLedger
+    policy: ConsensusPolicy, state: ItemState, candidates: list[Answer], ledger: ReliabilityView
 ) -> Answer:
     """Reveal the pending answer whose annotator the engine would ask first (EIG).
 

@@ -6,6 +6,7 @@ import statistics
 from collections import Counter
 from typing import Any
 
+from services.consensus.engine import ConsensusPolicy
 from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
 from services.consensus.evaluation.dataset import Dataset
 from services.consensus.evaluation.replay import (
@@ -69,14 +70,7 @@ def evaluate(
                 1 for d in run.final.values() if _is_tie(d.distribution)
             )
         if dynamic is not None:
-            policy = policy_for(
-                dataset,
-                method,
-                min_labels=dynamic.min_labels,
-                max_labels=dynamic.max_labels or dataset.overlap,
-                threshold=dynamic.threshold,
-                params={**shared, **_stopping_params(dynamic)},
-            )
+            policy = dynamic_policy(dataset, method, dynamic)
             live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
             outcomes = [d.outcome for d in live.online.values()]
             share = live.labels_used / len(dataset.answers)
@@ -131,18 +125,16 @@ def evaluate(
     }
 
 
-def _stopping_params(dynamic: DynamicSettings) -> dict[str, float | bool]:
-    params: dict[str, float | bool] = {}
-    if dynamic.flip_risk > 0.0:
-        params["stop_flip_risk"] = dynamic.flip_risk
-    if dynamic.stop_gain > 0.0:
-        params["stop_gain"] = dynamic.stop_gain
-        params["stop_gain_floor"] = dynamic.stop_gain_floor
-        params["stop_gain_share"] = dynamic.stop_gain_share
-    # Always passed (the engine's defaults when off), so the engine checks both values.
-    params["hold_dissent_share"] = dynamic.hold_dissent_share
-    params["hold_dissent_until"] = dynamic.hold_dissent_until
-    return params
+def dynamic_policy(dataset: Dataset, method: str, dynamic: DynamicSettings) -> ConsensusPolicy:
+    """The policy `--policy dynamic` collects with: the fixed run's plus the stopping rules."""
+    return policy_for(
+        dataset,
+        method,
+        min_labels=dynamic.min_labels,
+        max_labels=dynamic.max_labels or dataset.overlap,
+        threshold=dynamic.threshold,
+        params={**dynamic.method_params(method), **dynamic.stopping_params()},
+    )
 
 
 def _is_tie(distribution: Any) -> bool:

@@ -37,3 +37,17 @@ class DynamicSettings:
     def method_params(self, method: str) -> dict[str, float | bool]:
         """Policy params the fixed run of `method` shares with its dynamic run."""
         return {"pooled_prior": True} if self.pooled_prior and method != "mv" else {}
+
+    def stopping_params(self) -> dict[str, float | bool]:
+        """Policy params of the stopping rules, the dynamic run's alone."""
+        params: dict[str, float | bool] = {}
+        if self.flip_risk > 0.0:
+            params["stop_flip_risk"] = self.flip_risk
+        if self.stop_gain > 0.0:
+            params["stop_gain"] = self.stop_gain
+            params["stop_gain_floor"] = self.stop_gain_floor
+            params["stop_gain_share"] = self.stop_gain_share
+        # Always passed (the engine's defaults when off), so the engine checks both values.
+        params["hold_dissent_share"] = self.hold_dissent_share
+        params["hold_dissent_until"] = self.hold_dissent_until
+        return params

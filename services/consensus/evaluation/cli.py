@@ -76,6 +76,14 @@ def eval_command(
         float, typer.Option(help="Dynamic: ...until the item has this share of max_labels")
     ] = DEFAULTS.hold_dissent_until,
     crowdkit: Annotated[bool, typer.Option(help="Also fit crowd-kit's methods")] = True,
+    gold_share: Annotated[
+        float,
+        typer.Option(
+            help="Give the engine this share of the tasks with truth as gold (control) items:"
+            " all their labels are used, they teach reliability against the known answer,"
+            " and every method is scored on the other tasks"
+        ),
+    ] = 0.0,
 ) -> None:
     """Replay DATASET_DIR through the engine one label at a time and report accuracy."""
     from services.consensus.evaluation.dataset import load_dataset
@@ -118,7 +126,10 @@ def eval_command(
         else None
     )
     try:
-        documents = [evaluate(dataset, seed=s, dynamic=dynamic, crowdkit=crowdkit) for s in replays]
+        documents = [
+            evaluate(dataset, seed=s, dynamic=dynamic, crowdkit=crowdkit, gold_share=gold_share)
+            for s in replays
+        ]
     except ValueError as error:  # a policy the engine refuses, e.g. a threshold above 1
         raise typer.BadParameter(str(error)) from error
     document = documents[0] if seeds is None else seeded_document(documents)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from services.consensus.engine import (
@@ -34,13 +34,34 @@ def seeded_order(dataset: Dataset, seed: int) -> list[Answer]:
     return [dataset.answers[i] for i in order]
 
 
-def same_budget_order(order: Sequence[Answer], labels: int) -> list[Answer]:
+def gold_tasks(dataset: Dataset, order: Sequence[Answer], share: float) -> dict[str, str]:
+    """Control items: the first `share` of the labelled tasks with truth, in `order`,
+    with their known answers (rounded to a whole number of tasks)."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"the gold share must be in [0, 1), not {share}")
+    with_truth = [task for task in dict.fromkeys(a.task for a in order) if task in dataset.truth]
+    if share > 0.0 and not with_truth:
+        raise ValueError("gold items need a truth.csv that names labelled tasks")
+    return {task: dataset.truth[task] for task in with_truth[: round(share * len(with_truth))]}
+
+
+def same_budget_order(
+    order: Sequence[Answer], labels: int, keep: Collection[str] = ()
+) -> list[Answer]:
     """The fixed design `labels` labels buy: each item's first labels in `order`.
 
     Every item keeps one label and the same share of its others, the remainders going to
     the largest fractions (first-seen items on a tie): the uniform overlap a platform
-    would set for the same budget, revealed in the same order.
+    would set for the same budget, revealed in the same order. Items in `keep` (gold
+    items) keep all their labels, out of the same budget.
     """
+    if keep:
+        whole = [answer for answer in order if answer.task in keep]
+        shared = same_budget_order(
+            [answer for answer in order if answer.task not in keep], labels - len(whole)
+        )
+        rows = {answer.row for answer in whole} | {answer.row for answer in shared}
+        return [answer for answer in order if answer.row in rows]
     per_task = Counter(answer.task for answer in order)
     if not len(per_task) <= labels <= len(order):
         raise ValueError(f"labels must be in {len(per_task)}..{len(order)}, not {labels}")
@@ -59,10 +80,15 @@ def same_budget_order(order: Sequence[Answer], labels: int) -> list[Answer]:
     return kept
 
 
-def observation(answer: Answer) -> LabelObservation:
-    """Each answer row is its own annotation; label_id is the row number in the file."""
+def observation(answer: Answer, gold: str | None = None) -> LabelObservation:
+    """Each answer row is its own annotation; label_id is the row number in the file.
+
+    gold: the task's known answer when it is a control item.
+    """
     label_id = f"row-{answer.row:09d}"
-    return LabelObservation(label_id=label_id, annotator_id=answer.worker, value=answer.label)
+    return LabelObservation(
+        label_id=label_id, annotator_id=answer.worker, value=answer.label, gold=gold
+    )
 
 
 def policy_for(
@@ -113,12 +139,17 @@ def replay(
     refresh_iterations: int = 10,
     assign: str = "seeded",
     known_reliability: ReliabilityView | None = None,
+    gold: Mapping[str, str] | None = None,
 ) -> Replay:
     """Feed answers in `order`; in dynamic mode skip answers for items already decided.
 
     known_reliability: decide every label under this snapshot and learn nothing (no
     batch re-estimate either), to measure a policy apart from what it learns.
+    gold: control items and their known answers. Every label of a control item is
+    revealed, in `order` (a platform shows them to every reader to measure them), and
+    teaches reliability against the known answer.
     """
+    gold = gold or {}
     from services.consensus.engine import recount
 
     start = time.perf_counter()
@@ -139,18 +170,18 @@ def replay(
         view = ledger if known_reliability is None else known_reliability
         answer = (
             slot
-            if assign != "informed"
+            if assign != "informed" or slot.task in gold
             else _most_informative(policy, state, pending[slot.task], view)
         )
         t0 = time.perf_counter_ns()
-        result = step(policy, state, observation(answer), view)
+        result = step(policy, state, observation(answer, gold.get(answer.task)), view)
         if known_reliability is None:
             ledger.apply(result.delta)
         step_ns.append(time.perf_counter_ns() - t0)
         used += 1
         states[answer.task] = result.state
         online[answer.task] = result.decision
-        if dynamic and result.decision.outcome != "needs_more":
+        if dynamic and result.decision.outcome != "needs_more" and answer.task not in gold:
             closed.add(answer.task)
         if refresh_every and used % refresh_every == 0:
             # The periodic batch re-estimate a live deployment runs: same states, same code.

@@ -11,11 +11,16 @@ def to_json(document: dict[str, Any]) -> str:
     return json.dumps(document, sort_keys=False, allow_nan=False, default=str)
 
 
+def _gold(document: dict[str, Any]) -> str:
+    share = document.get("gold_share") or 0.0
+    return f", {share:.0%} of the tasks gold, scored on the others" if share else ""
+
+
 def print_table(document: dict[str, Any]) -> None:
     from rich.table import Table
 
     numeric = document.get("kind") == "numeric"
-    table = Table(title=f"{document['dataset']}: {document['labels']} labels")
+    table = Table(title=f"{document['dataset']}: {document['labels']} labels{_gold(document)}")
     table.add_column("method")
     for column in ("MAE", "corr") if numeric else ("accuracy", "online acc"):
         table.add_column(column, justify="right")
@@ -43,7 +48,7 @@ def print_summary(document: dict[str, Any]) -> None:
     seeds = document["seeds"]
     target = document["target"]
     table = Table(
-        title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}",
+        title=f"{document['dataset']}: {document['labels']} labels, seeds {seeds}{_gold(document)}",
         caption=f"vs fixed: mean accuracy points against the same method's fixed run, "
         f"± its standard error over the seeds; met: "
         f"seeds at >= -{target['points']} points with <= {target['label_share']:.0%} of labels "

@@ -11,6 +11,7 @@ from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdk
 from services.consensus.evaluation.dataset import Dataset
 from services.consensus.evaluation.replay import (
     accuracy,
+    gold_tasks,
     policy_for,
     replay,
     same_budget_order,
@@ -42,22 +43,33 @@ def evaluate(
     seed: int = 0,
     dynamic: DynamicSettings | None = None,
     crowdkit: bool = True,
+    gold_share: float = 0.0,
 ) -> dict[str, Any]:
-    """The report document: {"dataset", "labels", "results": {method: {...}}, ...}."""
+    """The report document: {"dataset", "labels", "results": {method: {...}}, ...}.
+
+    gold_share: the share of the tasks with truth given to the engine as control items
+    (`gold_tasks`); every method, crowd-kit's too, is then scored on the other tasks.
+    """
     if dataset.kind == "numeric":
+        if gold_share:
+            raise ValueError("gold items need a categorical dataset")
         return _evaluate_numeric(dataset, seed)
     order = seeded_order(dataset, seed)
+    gold = gold_tasks(dataset, order, gold_share)
+    truth = {task: value for task, value in dataset.truth.items() if task not in gold}
     results: dict[str, dict[str, Any]] = {}
     checks: dict[str, Any] = {}
     for method in ENGINE_METHODS:
         shared = {} if dynamic is None else dynamic.method_params(method)
-        run = replay(dataset, policy_for(dataset, method, params=shared), order, dynamic=False)
+        run = replay(
+            dataset, policy_for(dataset, method, params=shared), order, dynamic=False, gold=gold
+        )
         agree = sum(run.online[t].label == run.final[t].label for t in run.final)
         results[f"consilium-{method}"] = {
-            "accuracy": _round(accuracy(run.final, dataset.truth)),
+            "accuracy": _round(accuracy(run.final, truth)),
             "labels_used": run.labels_used,
             "seconds": round(run.seconds, 3),
-            "online_accuracy": _round(accuracy(run.online, dataset.truth)),
+            "online_accuracy": _round(accuracy(run.online, truth)),
             "update_cost": _cost(run.step_ns),
         }
         checks[method] = {
@@ -71,21 +83,22 @@ def evaluate(
             )
         if dynamic is not None:
             policy = dynamic_policy(dataset, method, dynamic)
-            live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign)
+            live = replay(dataset, policy, order, dynamic=True, assign=dynamic.assign, gold=gold)
             outcomes = [d.outcome for d in live.online.values()]
             share = live.labels_used / len(dataset.answers)
             # What the same budget buys without the policy: the baseline it must beat.
             uniform = replay(
                 dataset,
                 policy_for(dataset, method, params=shared),
-                same_budget_order(order, live.labels_used),
+                same_budget_order(order, live.labels_used, keep=gold),
                 dynamic=False,
+                gold=gold,
             )
             results[f"consilium-{method}-dynamic"] = {
-                "accuracy": _round(accuracy(live.final, dataset.truth)),
+                "accuracy": _round(accuracy(live.final, truth)),
                 "labels_used": live.labels_used,
                 "seconds": round(live.seconds, 3),
-                "online_accuracy": _round(accuracy(live.online, dataset.truth)),
+                "online_accuracy": _round(accuracy(live.online, truth)),
                 "label_share": _round(share),
                 "contested": outcomes.count("contested"),
                 "reached": outcomes.count("reached"),
@@ -94,18 +107,18 @@ def evaluate(
                 "reasons": dict(sorted(Counter(d.reason for d in live.online.values()).items())),
             }
             results[f"consilium-{method}-same-budget"] = {
-                "accuracy": _round(accuracy(uniform.final, dataset.truth)),
+                "accuracy": _round(accuracy(uniform.final, truth)),
                 "labels_used": uniform.labels_used,
                 "seconds": round(uniform.seconds, 3),
-                "online_accuracy": _round(accuracy(uniform.online, dataset.truth)),
+                "online_accuracy": _round(accuracy(uniform.online, truth)),
                 "label_share": _round(uniform.labels_used / len(dataset.answers)),
             }
     if crowdkit:
         for name in CROWDKIT_METHODS:
             predicted, seconds = run_crowdkit(dataset, name, seed)
-            hits = sum(1 for t, v in dataset.truth.items() if predicted.get(t) == v)
+            hits = sum(1 for t, v in truth.items() if predicted.get(t) == v)
             results[f"crowdkit-{name}"] = {
-                "accuracy": _round(hits / len(dataset.truth)) if dataset.truth else None,
+                "accuracy": _round(hits / len(truth)) if truth else None,
                 "labels_used": len(dataset.answers),
                 "seconds": round(seconds, 3),
             }
@@ -118,6 +131,11 @@ def evaluate(
         "repeated_worker_task_answers": dataset.repeats,
         # Scored as wrong: no method can answer a task nobody labelled.
         "truth_tasks_without_answers": len(set(dataset.truth) - set(dataset.tasks)),
+        # Control items: their labels are all used and teach reliability against the
+        # known answer; the accuracies are over the other tasks with truth.
+        "gold_share": gold_share,
+        "gold_tasks": len(gold),
+        "scored_tasks": len(truth),
         "seed": seed,
         "dynamic": None if dynamic is None else dynamic.__dict__,
         "results": results,

@@ -105,6 +105,7 @@ def seeded_document(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "dataset": first["dataset"],
         "labels": first["labels"],
         "tasks": first["tasks"],
+        "gold_share": first.get("gold_share", 0.0),
         "seeds": [doc["seed"] for doc in documents],
         "dynamic": first.get("dynamic"),
         "target": {"points": TARGET_POINTS, "label_share": TARGET_SHARE},

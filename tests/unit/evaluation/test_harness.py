@@ -179,3 +179,18 @@ def test_the_dissent_hold_is_a_dynamic_option_that_spends_labels_on_split_items(
     refused = CliRunner().invoke(_app(), [*base, "--hold-dissent-until", "2"])
     assert refused.exit_code == 2
     assert "hold_dissent_until must be in (0, 1]" in refused.output
+
+
+def test_gold_items_are_counted_and_left_out_of_every_score() -> None:
+    base = [str(DATA / "zhang_rte_subset"), "--json", "--no-crowdkit", "--policy", "dynamic"]
+    document = json.loads(CliRunner().invoke(_app(), [*base, "--gold-share", "0.25"]).output)
+    truth = load_dataset(DATA / "zhang_rte_subset").truth
+    assert (document["gold_share"], document["gold_tasks"]) == (0.25, round(0.25 * len(truth)))
+    assert document["scored_tasks"] == len(truth) - document["gold_tasks"]
+    # Scores are over the scored tasks: a whole number of hits out of them.
+    for row in document["results"].values():
+        hits = row["accuracy"] * document["scored_tasks"]
+        assert abs(hits - round(hits)) < 0.01
+    refused = CliRunner().invoke(_app(), [*base, "--gold-share", "1"])
+    assert refused.exit_code == 2
+    assert "gold share must be in [0, 1)" in refused.output

@@ -35,6 +35,13 @@ def test_remainders_go_to_the_largest_fractions_and_every_item_keeps_one() -> No
     assert Counter(a.task for a in kept) == {"a": 3, "b": 3, "c": 1}
 
 
+def test_gold_items_keep_every_label_out_of_the_same_budget() -> None:
+    order = _answers({"gold": 6, "a": 10, "b": 10})[::-1]
+    kept = same_budget_order(order, 16, keep={"gold"})
+    assert Counter(a.task for a in kept) == {"gold": 6, "a": 5, "b": 5}
+    assert kept == [a for a in order if a in kept]
+
+
 def test_a_budget_outside_the_answers_is_refused() -> None:
     order = _answers({"a": 3, "b": 1})
     for bad in (1, 5):  # fewer labels than items, more than the answers

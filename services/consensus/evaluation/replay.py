@@ -149,8 +149,9 @@ def replay(
     revealed, in `order` (a platform shows them to every reader to measure them), and
     teaches reliability against the known answer.
     """
-    gold = gold or {}
     from services.consensus.engine import recount
+
+    gold = gold or {}
 
     start = time.perf_counter()
     ledger = ReliabilityLedger()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.consensus.evaluation.dataset import load_dataset
+from services.consensus.evaluation.dataset import Answer, Dataset, load_dataset
 from services.consensus.evaluation.replay import (
+    Replay,
     accuracy,
     gold_tasks,
     policy_for,
@@ -20,24 +22,23 @@ from services.consensus.evaluation.runner import dynamic_policy
 from services.consensus.evaluation.settings import DynamicSettings
 
 DATA = Path(__file__).resolve().parents[2] / "data"
+SETTINGS = DynamicSettings()
+
+
+def _live(dataset: Dataset, order: list[Answer], **told: Any) -> Replay:
+    """The harness's dynamic ds run, told what `told` says (known_reliability, gold)."""
+    policy = dynamic_policy(dataset, "ds", SETTINGS)
+    return replay(dataset, policy, order, dynamic=True, assign=SETTINGS.assign, **told)
 
 
 def test_a_replay_under_a_known_reliability_decides_with_it_and_learns_nothing() -> None:
     dataset = load_dataset(DATA / "zhang_rte_subset")
-    settings = DynamicSettings()
     order = seeded_order(dataset, 0)
-    fixed_policy = policy_for(dataset, "ds", params=settings.method_params("ds"))
+    fixed_policy = policy_for(dataset, "ds", params=SETTINGS.method_params("ds"))
     fixed = replay(dataset, fixed_policy, order, dynamic=False)
     assert fixed.reliability is not None
 
-    live = replay(
-        dataset,
-        dynamic_policy(dataset, "ds", settings),
-        order,
-        dynamic=True,
-        assign=settings.assign,
-        known_reliability=fixed.reliability,
-    )
+    live = _live(dataset, order, known_reliability=fixed.reliability)
     assert {d.reliability_version for d in live.online.values()} == {fixed.reliability.version}
     assert live.reliability is None
     assert live.final == live.online  # no batch re-estimate: it would learn
@@ -52,15 +53,7 @@ def test_a_gold_item_is_read_by_every_reader_and_decided_by_its_known_answer() -
     gold = gold_tasks(dataset, order, 0.25)
     assert len(gold) == round(0.25 * len(dataset.truth))
     assert list(gold) == [t for t in dict.fromkeys(a.task for a in order)][: len(gold)]
-    settings = DynamicSettings()
-    live = replay(
-        dataset,
-        dynamic_policy(dataset, "ds", settings),
-        order,
-        dynamic=True,
-        assign=settings.assign,
-        gold=gold,
-    )
+    live = _live(dataset, order, gold=gold)
     labels_per_task = Counter(a.task for a in dataset.answers)
     for task, value in gold.items():
         decision = live.online[task]

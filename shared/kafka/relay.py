@@ -36,6 +36,11 @@ class OutboxRelay:
     batch_size: int = 500
     poll_s: float = 0.5
     retention_s: float = 24 * 3600
+    # A drain (or a publisher start) that has not finished by then is abandoned and
+    # retried like an outage: rows not yet marked sent are published again (inboxes and
+    # the exactly-once checkpoint absorb the copies), so a wait that never returns
+    # cannot stall the outbox.
+    step_timeout_s: float = 60.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _recovered: bool = False
@@ -65,16 +70,23 @@ class OutboxRelay:
                         ):
                             await self._sleep(self.poll_s * 4)
                             continue
-                        await self.publisher.start()
+                        await asyncio.wait_for(self.publisher.start(), self.step_timeout_s)
                         leading, self._recovered = True, False
                     self._wake.clear()
-                    published = await self.drain_once()
+                    published = await asyncio.wait_for(self.drain_once(), self.step_timeout_s)
                     failures = 0
                     if not published:
                         await self._sleep(self.poll_s)
                 except Exception as exc:
                     if not is_infrastructure_error(exc) and not _is_kafka_error(exc):
                         log.exception("outbox_relay_failed", service=self.service)
+                    else:
+                        log.warning(
+                            "outbox_relay_retrying",
+                            service=self.service,
+                            error=repr(exc),
+                            failures=failures + 1,
+                        )
                     failures += 1
                     self._recovered = False  # the last batch may be in Kafka but not marked
                     leading = await self._step_down(leading)

@@ -36,10 +36,10 @@ class OutboxRelay:
     batch_size: int = 500
     poll_s: float = 0.5
     retention_s: float = 24 * 3600
-    # A drain (or a publisher start) that has not finished by then is abandoned and
-    # retried like an outage: rows not yet marked sent are published again (inboxes and
-    # the exactly-once checkpoint absorb the copies), so a wait that never returns
-    # cannot stall the outbox.
+    # A drain (or a publisher start or stop, or the leader-lock query) that has not
+    # finished by then is abandoned and retried like an outage: rows not yet marked sent
+    # are published again (inboxes and the exactly-once checkpoint absorb the copies), so
+    # a wait that never returns cannot stall the outbox.
     step_timeout_s: float = 60.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -63,10 +63,13 @@ class OutboxRelay:
                         listener = await connect(self.dsn, self.schema)
                         await listener.add_listener(f"{self.schema}_outbox", self._on_notify)
                     if not leading:
-                        if not await listener.fetchval(
-                            "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                            _LEADER_LOCK,
-                            self.schema,
+                        if not await asyncio.wait_for(
+                            listener.fetchval(
+                                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                                _LEADER_LOCK,
+                                self.schema,
+                            ),
+                            self.step_timeout_s,
                         ):
                             await self._sleep(self.poll_s * 4)
                             continue
@@ -104,7 +107,7 @@ class OutboxRelay:
     async def _step_down(self, leading: bool) -> bool:
         if leading:
             with contextlib.suppress(Exception):
-                await self.publisher.stop()
+                await asyncio.wait_for(self.publisher.stop(), self.step_timeout_s)
         return False
 
     async def drain_once(self) -> int:

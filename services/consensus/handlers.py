@@ -18,7 +18,7 @@ from services.consensus.policies import (
     observation,
 )
 from services.consensus.reliability_store import PgReliability
-from services.consensus.scoped import TaskView, scoped_delta, task_annotators
+from services.consensus.scoped import TaskView, engine_scopes, scoped_delta, task_annotators
 from services.consensus.state import TrackedItem
 from services.consensus.store import PgConsensusStore
 from shared.envelope import Envelope
@@ -316,8 +316,9 @@ class ConsensusHandlers:
         """Known annotators not on the item, highest expected information first."""
         if policy.kind not in RANKED_KINDS:
             return ()
-        scopes = policy.classes if policy.kind == "multilabel" else ("",)
-        known = task_annotators(self.reliability.current.entries, view.task_id, scopes)
+        known = task_annotators(
+            self.reliability.current.entries, view.task_id, engine_scopes(policy)
+        )
         ranked = engine.preferred_annotators(
             policy, tracked.engine, known, view, limit=PREFERRED_LIMIT
         )

@@ -10,13 +10,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from services.consensus.engine.boxes import EXIST_SCOPE
 from services.consensus.engine.fixedpoint import IntArray
+from services.consensus.engine.policy import ConsensusPolicy
 from services.consensus.engine.reliability import (
     CLASS_KEY,
     EntryKey,
     ReliabilityDelta,
     ReliabilityView,
 )
+
+
+def engine_scopes(policy: ConsensusPolicy) -> tuple[str, ...]:
+    """The engine scopes a task's per-annotator confusion counts live in: one per finding
+    for multi-label, candidate existence for boxes, the whole item otherwise."""
+    if policy.kind == "multilabel":
+        return policy.classes
+    if policy.kind == "boxes":
+        return (EXIST_SCOPE,)
+    return ("",)
 
 
 def task_scope(task_id: str, scope: str) -> str:

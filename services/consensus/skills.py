@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.consensus import engine
-from services.consensus.engine.boxes import EXIST_SCOPE
 from services.consensus.engine.categorical import confusion_counts
 from services.consensus.engine.fixedpoint import SCALE, IntArray
 from services.consensus.engine.reliability import ReliabilityView
+from services.consensus.scoped import engine_scopes
 from shared.events import AnnotatorSkillEstimated
 
 SKILL_KINDS = frozenset({"binary", "categorical", "ordinal", "boxes", "multilabel"})
@@ -83,12 +83,11 @@ def _confusion(
     policy: engine.ConsensusPolicy, view: ReliabilityView, annotator_id: str
 ) -> IntArray:
     """The annotator's confusion counts the skill is read from (see the module docstring)."""
-    if policy.kind == "boxes":
-        return confusion_counts(view, EXIST_SCOPE, annotator_id, 2)
-    if policy.kind == "multilabel":
-        per_finding = [confusion_counts(view, f, annotator_id, 2) for f in policy.classes]
-        return np.asarray(np.sum(per_finding, axis=0), dtype=np.int64)
-    return confusion_counts(view, "", annotator_id, policy.n_classes)
+    per_scope = [
+        confusion_counts(view, scope, annotator_id, policy.n_classes)
+        for scope in engine_scopes(policy)
+    ]
+    return np.asarray(np.sum(per_scope, axis=0), dtype=np.int64)
 
 
 def should_publish(current: AnnotatorSkillEstimated, last: LastPublished | None) -> bool:

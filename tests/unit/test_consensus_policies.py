@@ -10,7 +10,7 @@ import pytest
 from services.consensus import engine
 from services.consensus.engine.reliability import ReliabilityDelta, ReliabilitySnapshot
 from services.consensus.policies import decision_record, engine_policy, observation
-from services.consensus.scoped import TaskView, scoped_delta, task_annotators
+from services.consensus.scoped import TaskView, engine_scopes, scoped_delta, task_annotators
 from shared.events import ConsensusPolicy, LabelAccepted
 from tests import factories
 
@@ -102,8 +102,13 @@ def test_a_tasks_known_annotators_are_read_from_its_own_scopes_only() -> None:
         ("other/effusion", "elsewhere-too", 1),
     ]
     snapshot = ReliabilitySnapshot.from_entries({key: units for key in keys})
-    assert task_annotators(snapshot.entries, "chest", ("",)) == ["whole-item"]
-    findings = task_annotators(snapshot.entries, "chest", ("effusion", "edema"))
+    whole = engine.ConsensusPolicy(method="ds", kind="binary", classes=("0", "1"))
+    per_finding = engine.ConsensusPolicy(
+        method="ds", kind="multilabel", classes=("effusion", "edema")
+    )
+    assert engine_scopes(per_finding) == ("effusion", "edema")
+    assert task_annotators(snapshot.entries, "chest", engine_scopes(whole)) == ["whole-item"]
+    findings = task_annotators(snapshot.entries, "chest", engine_scopes(per_finding))
     assert findings == ["finding-reader"]
 
 

@@ -10,6 +10,7 @@ from services.consensus.engine import ConsensusPolicy
 from services.consensus.evaluation.baselines import CROWDKIT_METHODS, run_crowdkit
 from services.consensus.evaluation.dataset import Dataset
 from services.consensus.evaluation.replay import (
+    Replay,
     accuracy,
     gold_tasks,
     policy_for,
@@ -37,6 +38,16 @@ def _round(x: float) -> float:
     return round(x, 4)
 
 
+def _scored(run: Replay, truth: dict[str, str]) -> dict[str, Any]:
+    """What every engine run reports: its answers scored against `truth`, and its cost."""
+    return {
+        "accuracy": _round(accuracy(run.final, truth)),
+        "labels_used": run.labels_used,
+        "seconds": round(run.seconds, 3),
+        "online_accuracy": _round(accuracy(run.online, truth)),
+    }
+
+
 def evaluate(
     dataset: Dataset,
     *,
@@ -61,15 +72,11 @@ def evaluate(
     checks: dict[str, Any] = {}
     for method in ENGINE_METHODS:
         shared = {} if dynamic is None else dynamic.method_params(method)
-        run = replay(
-            dataset, policy_for(dataset, method, params=shared), order, dynamic=False, gold=gold
-        )
+        fixed_policy = policy_for(dataset, method, params=shared)
+        run = replay(dataset, fixed_policy, order, dynamic=False, gold=gold)
         agree = sum(run.online[t].label == run.final[t].label for t in run.final)
         results[f"consilium-{method}"] = {
-            "accuracy": _round(accuracy(run.final, truth)),
-            "labels_used": run.labels_used,
-            "seconds": round(run.seconds, 3),
-            "online_accuracy": _round(accuracy(run.online, truth)),
+            **_scored(run, truth),
             "update_cost": _cost(run.step_ns),
         }
         checks[method] = {
@@ -89,16 +96,13 @@ def evaluate(
             # What the same budget buys without the policy: the baseline it must beat.
             uniform = replay(
                 dataset,
-                policy_for(dataset, method, params=shared),
+                fixed_policy,
                 same_budget_order(order, live.labels_used, keep=gold),
                 dynamic=False,
                 gold=gold,
             )
             results[f"consilium-{method}-dynamic"] = {
-                "accuracy": _round(accuracy(live.final, truth)),
-                "labels_used": live.labels_used,
-                "seconds": round(live.seconds, 3),
-                "online_accuracy": _round(accuracy(live.online, truth)),
+                **_scored(live, truth),
                 "label_share": _round(share),
                 "contested": outcomes.count("contested"),
                 "reached": outcomes.count("reached"),
@@ -107,10 +111,7 @@ def evaluate(
                 "reasons": dict(sorted(Counter(d.reason for d in live.online.values()).items())),
             }
             results[f"consilium-{method}-same-budget"] = {
-                "accuracy": _round(accuracy(uniform.final, truth)),
-                "labels_used": uniform.labels_used,
-                "seconds": round(uniform.seconds, 3),
-                "online_accuracy": _round(accuracy(uniform.online, truth)),
+                **_scored(uniform, truth),
                 "label_share": _round(uniform.labels_used / len(dataset.answers)),
             }
     if crowdkit:
